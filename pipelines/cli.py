@@ -1,0 +1,296 @@
+"""`chronoprism`: build, inspect and publish through Dagster, for people and scripts.
+
+chronoprism build [--select SELECTION] [--partition C017 ...] [--corpus DIR ...] [--no-bundled] [--force]
+chronoprism status [--json]
+chronoprism ui [--port 3000]
+chronoprism publish [--repo-id USER/NAME] [--dry-run]
+chronoprism date FILE... [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.home import activate
+
+
+def _settings_resource(args: argparse.Namespace):
+    from pipelines.resources import SettingsResource
+
+    overrides = dict(item.split("=", 1) for item in (args.set or []))
+    parsed = {key: _json_or_text(value) for key, value in overrides.items()}
+    if getattr(args, "estimate_dates", False):
+        parsed["corpus.estimate_dates"] = True
+    return SettingsResource(
+        corpus_dirs=[str(Path(d).expanduser().resolve()) for d in (args.corpus or [])],
+        include_bundled=False if args.no_bundled else None,
+        overrides_json=json.dumps(parsed),
+    )
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from pipelines.build import run_build
+    from pipelines.concurrency import apply_pool_limits
+    from pipelines.definitions import make_definitions
+    from pipelines.partitions import CENTURIES
+    from pipelines.progress import make_reporter
+    from teacher.cache import BUILD_ID_ENV, register_build
+
+    for partition in args.partition or []:
+        if partition not in CENTURIES:
+            print(f"unknown partition {partition!r}; partitions are {', '.join(CENTURIES)}", file=sys.stderr)
+            return 2
+    settings = _settings_resource(args)
+    defs = make_definitions({"settings": settings})
+    build_id = os.environ.setdefault(BUILD_ID_ENV, uuid.uuid4().hex[:12])
+    register_build(settings.get().home_path, build_id)  # a build that calls nothing is still the last build
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        apply_pool_limits(instance, settings.get())
+        reporter = make_reporter(sys.stdout)
+        results = run_build(
+            defs,
+            args.select,
+            args.partition,
+            instance,
+            with_upstream=not args.no_upstream,
+            force=args.force,
+            reporter=reporter,
+        )
+    failed = [r for r in results if not r.success]
+    seconds = time.monotonic() - started
+    print(
+        f"build finished: {len(results) - len(failed)} runs ok, {len(failed)} failed, "
+        f"{reporter.teacher_calls} teacher calls, {seconds:.1f}s"
+    )
+    for result in failed:
+        where = f" [{result.partition}]" if result.partition else ""
+        run = f" (run {result.run_id})" if result.run_id else ""
+        print(f"  FAILED {result.failed_label()}{where}: {result.error}{run}")
+    return 1 if failed else 0
+
+
+def collect_status(home: Path) -> dict[str, Any]:
+    """Rows per asset and partition (from the table files), last materializations, rejects, teacher counters."""
+    import dagster as dg
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from sources.storage import Store
+
+    store = Store(home)
+    assets: dict[str, dict[str, int]] = {}
+    if store.data.is_dir():
+        for folder in sorted(p for p in store.data.iterdir() if p.is_dir() and p.name != "rejects"):
+            rows = {path.stem: pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.glob("*.parquet"))}
+            if rows:
+                assets[folder.name] = rows
+    last: dict[str, dict[str, str]] = {}
+    with dg.DagsterInstance.get() as instance:
+        for key in instance.get_asset_keys():
+            records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=200).records
+            for record in records:
+                materialization = record.event_log_entry.asset_materialization
+                partition = (materialization.partition if materialization else None) or "all"
+                stamp = datetime.fromtimestamp(record.timestamp, UTC).isoformat(timespec="seconds")
+                last.setdefault(key.to_user_string(), {}).setdefault(partition, stamp)
+    rejects_frame = store.read_rejects()
+    rejects: dict[str, dict[str, int]] = {}
+    if rejects_frame.height:
+        counts = rejects_frame.group_by("stage", "reason").agg(pl.len()).sort("stage", "reason")
+        for stage, reason, count in counts.iter_rows():
+            rejects.setdefault(stage, {})[reason] = count
+    status: dict[str, Any] = {"home": str(home), "assets": assets, "last_materialization": last, "rejects": rejects}
+    status["date_methods"] = date_methods(store)  # [issue 9] estimated rows counted under their own method
+    try:
+        from teacher.cache import status_summary
+    except ImportError:
+        pass
+    else:
+        status["teacher"] = status_summary(home)
+    return status
+
+
+def date_methods(store) -> dict[str, int]:
+    """[issue 9] `documents` rows per date_method ("edition_table", "field:year", ..., "estimated")."""
+    import polars as pl
+
+    lazy = store.scan("documents")
+    if lazy is None:
+        return {}
+    return dict(sorted(lazy.group_by("date_method").agg(pl.len()).collect().iter_rows()))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    home = Path(os.environ["CHRONOPRISM_HOME"])
+    status = collect_status(home)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(f"chronoprism home: {home}")
+    if not status["assets"]:
+        print("nothing materialized yet: run `chronoprism build` (or `make demo`)")
+    for asset in sorted(set(status["assets"]) | set(status["last_materialization"])):
+        partitions = status["assets"].get(asset)
+        rows = f"{sum(partitions.values()):>8} rows" if partitions else f"{'(no table)':>13}"
+        parts = "  ".join(f"{p}={n}" for p, n in partitions.items()) if partitions and len(partitions) > 1 else ""
+        stamps = status["last_materialization"].get(asset, {})
+        latest = max(stamps.values()) if stamps else "never (files only)"
+        print(f"  {asset:<24} {rows}  last {latest}  {parts}")
+    if status["rejects"]:
+        print("rejects:")
+        for stage, reasons in status["rejects"].items():
+            print(f"  {stage:<12} " + ", ".join(f"{reason}={count}" for reason, count in reasons.items()))
+    if status["date_methods"]:
+        print("date methods: " + ", ".join(f"{method}={n}" for method, n in status["date_methods"].items()))
+    if "teacher" in status:
+        print("teacher: " + json.dumps(status["teacher"], sort_keys=True))
+    return 0
+
+
+def cmd_date(args: argparse.Namespace) -> int:
+    """[issue 9] Estimated century and confidence per text file, from the saved date estimator (trained now from
+    the bundled corpus when none is saved under <home>/models/dating)."""
+    from sources.dating import bundled_documents, ensure_estimator, models_dir_of
+    from sources.settings import Settings
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    overrides = dict(item.split("=", 1) for item in (args.set or []))
+    settings = Settings.load({key: _json_or_text(value) for key, value in overrides.items()})
+    texts, names = [], []
+    for name in args.files:
+        try:
+            texts.append(Path(name).read_bytes().decode("utf-8", errors="replace"))
+            names.append(name)
+        except OSError as error:
+            say(f"{name}: cannot read: {error.strerror or error}")
+    estimator = ensure_estimator(models_dir_of(settings), lambda: bundled_documents(settings), announce=say).estimator
+    say(f"model {estimator.version}: held-out passage accuracy {estimator.report.get('accuracy') or float('nan'):.3f}")
+    rows = [
+        {"file": name, "century": e.century, "year": e.year, "confidence": round(e.confidence, 4)}
+        for name, e in zip(names, estimator.estimate(texts), strict=True)
+    ]
+    if args.json:
+        print(json.dumps({"model": estimator.version, "estimates": rows}, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['century']}  c.{row['year']}  {row['confidence']:.2f}  {row['file']}")
+    return 1 if len(names) < len(args.files) else 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pipelines.publishing import overrides_of, run_publish
+
+    args.set = overrides_of(args)
+    return run_publish(_settings_resource(args))
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from pipelines.concurrency import apply_pool_limits
+    from sources.settings import Settings
+
+    with dg.DagsterInstance.get() as instance:  # the teacher pool's size comes from settings, as for builds
+        apply_pool_limits(instance, Settings.load())
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "pipelines.definitions",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    print(f"starting the Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chronoprism", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="materialize assets in-process with progress output")
+    build.add_argument(
+        "--select",
+        help="Dagster asset selection, e.g. 'documents' or 'group:quality' (default: all); "
+        "upstream assets are included unless --no-upstream",
+    )
+    build.add_argument("--no-upstream", action="store_true", help="build exactly the selection, not its upstream")
+    build.add_argument(
+        "--force", action="store_true", help="rebuild every selected partition, even those Dagster finds fresh"
+    )
+    build.add_argument("--partition", action="append", help="century partition key (repeatable), e.g. C017")
+    build.add_argument("--corpus", action="append", help="add a user corpus directory (repeatable)")
+    build.add_argument("--no-bundled", action="store_true", help="leave the bundled PyPI corpus out")
+    build.add_argument("--estimate-dates", action="store_true", help="place undated user rows by the classifier")
+    build.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="settings override, e.g. --set teacher.backend=scripted (JSON values)",
+    )
+    build.set_defaults(func=cmd_build)
+
+    status = sub.add_parser("status", help="rows per asset and partition, rejects by stage and reason")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    ui = sub.add_parser("ui", help="run `dagster dev` on the same home")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+
+    from pipelines.publishing import add_publish_arguments
+
+    publish = sub.add_parser("publish", help="push the dataset to the Hub (HF_TOKEN + repo id) or write a plan")
+    add_publish_arguments(publish)
+    publish.set_defaults(func=cmd_publish)
+
+    date = sub.add_parser("date", help="estimated century and confidence of text files (date estimator)")
+    date.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files")
+    date.add_argument("--json", action="store_true", help="machine-readable output")
+    date.add_argument("--set", action="append", metavar="KEY=VALUE", help="settings override (JSON values)")
+    date.set_defaults(func=cmd_date)  # [issue 9]
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # partitioned asset checks are a Dagster preview feature we rely on knowingly; keep the console for progress
+    warnings.filterwarnings("ignore", message=".*is currently in (preview|beta)")
+    args = build_parser().parse_args(argv)
+    activate()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

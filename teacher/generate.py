@@ -1,0 +1,215 @@
+"""ValuePrism-style generation: passages -> situations -> value/right/duty candidates, through the Teacher.
+
+Both stages count per input row (a passage, a situation): it either yields output rows or is rejected with a
+reason: the teacher quarantines (`malformed_output`, `backend_error`, rows with stage `teacher` and the raw answer
+in `detail`), or `situation_cap` (the century's situation budget was spent on earlier passages) and
+`no_valence` (every item came back without a valence the valence prompt could settle).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from sources.schema import REJECTS, SITUATIONS, VRD_CANDIDATES, Reject, frame_of, stable_id
+from sources.stats import StageStats
+from teacher.client import Job, JobResult, Teacher, TeacherStats
+from teacher.parse import VrdItem, parse_situations, parse_vrd
+from teacher.prompts import situation_examples, situation_request, vrd_examples, vrd_request
+from teacher.scoring import choose_valence
+
+logger = logging.getLogger(__name__)
+
+REJECT_STAGE = "teacher"
+REJECT_SOURCE = "teacher"
+
+
+@dataclass(slots=True)
+class GenerationConfig:
+    situation_max_new_tokens: int = 40  # two or three short phrases
+    vrd_max_new_tokens: int = 96  # about three items with one-sentence explanations
+    situations_per_passage: int = 2
+    max_situations: int | None = 6  # per century (partition); None = no cap
+    temperature: float = 0.0  # greedy: a rebuild reproduces the same answers
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class StageResult:
+    frame: pl.DataFrame
+    rejects: pl.DataFrame
+    stats: StageStats
+    teacher: TeacherStats
+    sample_markdown: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def extract_situations(passages: pl.DataFrame, teacher: Teacher, cfg: GenerationConfig) -> StageResult:
+    """PASSAGES -> SITUATIONS: one to `situations_per_passage` situations per passage, in passage order."""
+    before = teacher.snapshot()
+    stats = StageStats("situations")
+    stats.n_in = passages.height
+    parse = functools.partial(parse_situations, examples=situation_examples(), max_items=cfg.situations_per_passage)
+    rows = list(passages.iter_rows(named=True))
+    jobs = [
+        Job(
+            situation_request(
+                row["text"],
+                row["century"],
+                max_new_tokens=cfg.situation_max_new_tokens,
+                temperature=cfg.temperature,
+                seed=cfg.seed,
+            ),
+            parse=parse,
+            ref=row["passage_id"],
+        )
+        for row in rows
+    ]
+    situations, rejects = [], []
+    for row, result in zip(rows, teacher.run(jobs), strict=True):
+        if not result.ok:
+            rejects.append(_quarantine(row["passage_id"], result, row["text"]))
+            continue
+        room = None if cfg.max_situations is None else cfg.max_situations - len(situations)
+        if room is not None and room <= 0:
+            detail = f"max_situations={cfg.max_situations} reached"
+            rejects.append(_reject(row["passage_id"], "situation_cap", detail, row["text"]))
+            continue
+        for text in result.value[:room]:
+            situations.append(
+                {
+                    "situation_id": stable_id(row["passage_id"], text),
+                    "passage_id": row["passage_id"],
+                    "century": row["century"],
+                    "situation": text,
+                    "teacher_call_id": result.call_id,
+                }
+            )
+        stats.n_out += 1
+    frame = frame_of(situations, SITUATIONS).unique("situation_id", keep="first", maintain_order=True)
+    return _finish(stats, frame, rejects, teacher.snapshot() - before, _situations_markdown(frame, passages))
+
+
+def generate_vrd(situations: pl.DataFrame, teacher: Teacher, cfg: GenerationConfig) -> StageResult:
+    """SITUATIONS -> VRD_CANDIDATES: values, rights and duties with valence and explanation per situation.
+
+    `relevance` stays null here: `vrd_relevant` scores it (teacher.scoring.score_relevance) and filters.
+    """
+    before = teacher.snapshot()
+    stats = StageStats("vrd_candidates")
+    stats.n_in = situations.height
+    parse = functools.partial(parse_vrd, examples=vrd_examples())
+    rows = list(situations.iter_rows(named=True))
+    jobs = [
+        Job(
+            vrd_request(
+                row["situation"], max_new_tokens=cfg.vrd_max_new_tokens, temperature=cfg.temperature, seed=cfg.seed
+            ),
+            parse=parse,
+            ref=row["situation_id"],
+        )
+        for row in rows
+    ]
+    results = teacher.run(jobs)
+    valences = _fill_valences(teacher, rows, results)
+    candidates, rejects = [], []
+    no_valence = 0
+    for row, result in zip(rows, results, strict=True):
+        if not result.ok:
+            rejects.append(_quarantine(row["situation_id"], result, row["situation"]))
+            continue
+        kept = 0
+        for item in result.value:
+            valence = item.valence or valences.get((row["situation_id"], item.kind, item.text))
+            if valence is None:
+                no_valence += 1
+                continue
+            candidates.append(_candidate(row["situation_id"], item, valence, result.call_id))
+            kept += 1
+        if kept:
+            stats.n_out += 1
+        else:
+            detail = result.response.text if result.response else ""
+            rejects.append(_reject(row["situation_id"], "no_valence", detail, row["situation"]))
+    stats.measure("items_without_valence", no_valence)
+    frame = frame_of(candidates, VRD_CANDIDATES).unique("candidate_id", keep="first", maintain_order=True)
+    return _finish(stats, frame, rejects, teacher.snapshot() - before, _vrd_markdown(situations, frame))
+
+
+def _fill_valences(teacher: Teacher, rows: list[dict], results: list[JobResult]) -> dict[tuple[str, str, str], str]:
+    """(d) ask the valence prompt for every generated item that came without a usable valence."""
+    missing = [
+        (row["situation_id"], row["situation"], item)
+        for row, result in zip(rows, results, strict=True)
+        if result.ok
+        for item in result.value
+        if item.valence is None
+    ]
+    if not missing:
+        return {}
+    answers = choose_valence(teacher, [(situation, item.kind, item.text) for _, situation, item in missing])
+    return {
+        (situation_id, item.kind, item.text): valence
+        for (situation_id, _, item), (valence, _) in zip(missing, answers, strict=True)
+        if valence is not None
+    }
+
+
+def _candidate(situation_id: str, item: VrdItem, valence: str, call_id: str | None) -> dict:
+    return {
+        "candidate_id": stable_id(situation_id, item.kind, item.text),
+        "situation_id": situation_id,
+        "kind": item.kind,
+        "text": item.text,
+        "valence": valence,
+        "explanation": item.explanation,
+        "relevance": None,
+        "teacher_call_id": call_id,
+    }
+
+
+def _quarantine(row_ref: str, result: JobResult, text: str) -> Reject:
+    """A rejects row for a job the teacher gave up on; `detail` keeps the raw answer (or the backend error)."""
+    detail = f"attempts={result.attempts} call_id={result.call_id} {result.detail}"
+    return _reject(row_ref, result.quarantine or "", detail, text)
+
+
+def _reject(row_ref: str, reason: str, detail: str, text: str) -> Reject:
+    return Reject.of(
+        row_ref=row_ref, source=REJECT_SOURCE, stage=REJECT_STAGE, reason=reason, detail=detail, text=text
+    )
+
+
+def _finish(
+    stats: StageStats, frame: pl.DataFrame, rejects: list[Reject], teacher: TeacherStats, markdown: str
+) -> StageResult:
+    for reject in rejects:
+        stats.reject(reject.reason)
+    stats.check()
+    return StageResult(frame, frame_of(rejects, REJECTS), stats, teacher, markdown)
+
+
+def _situations_markdown(situations: pl.DataFrame, passages: pl.DataFrame, limit: int = 4) -> str:
+    text_of = dict(zip(passages["passage_id"], passages["text"], strict=True))
+    lines = []
+    for passage_id, group in situations.group_by("passage_id", maintain_order=True):
+        if len(lines) >= limit * 3:
+            break
+        excerpt = " ".join(text_of.get(passage_id[0], "").split())[:160]
+        lines.append(f"> {excerpt}…")
+        lines.extend(f"- {s}" for s in group["situation"])
+        lines.append("")
+    return "\n".join(lines) or "_(no situations)_"
+
+
+def _vrd_markdown(situations: pl.DataFrame, candidates: pl.DataFrame, limit: int = 3) -> str:
+    lines = []
+    for row in situations.head(limit).iter_rows(named=True):
+        lines.append(f"**{row['situation']}**")
+        for c in candidates.filter(pl.col("situation_id") == row["situation_id"]).iter_rows(named=True):
+            lines.append(f"- {c['kind']}: {c['text']} ({c['valence']}): {c['explanation']}")
+        lines.append("")
+    return "\n".join(lines) or "_(no candidates)_"

@@ -1,0 +1,108 @@
+"""Builders for tests: tiny documents and corpus directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sources.schema import Document, century_of, doc_id_of
+
+
+def make_doc(text: str, **fields) -> Document:
+    """A valid Document with defaults; override any column by keyword."""
+    source = fields.pop("source", "test")
+    source_doc_id = fields.pop("source_doc_id", str(abs(hash(text))))
+    year = fields.pop("year", 1650)
+    values = dict(
+        doc_id=doc_id_of(source, source_doc_id),
+        source=source,
+        source_doc_id=source_doc_id,
+        title=None,
+        author=None,
+        language="en",
+        text=text,
+        year=year,
+        year_min=year,
+        year_max=year,
+        date_method="field:year",
+        century=century_of(year),
+        n_chars=len(text),
+        license="test",
+        provenance="tests",
+    )
+    values.update(fields)
+    return Document(**values)
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+GOOD_TEXT = "The neighbour forgave the debt, for the harvest had failed and his children were hungry. " * 4
+
+# every bad input named in the foundation issue, file name -> reason(s) expected in rejects
+BAD_CORPUS_REASONS = {
+    "bad_utf8.jsonl": ["invalid_utf8"],
+    "binary.jsonl": ["binary_file"],
+    "empty.jsonl": ["empty_file"],
+    "empty_text.jsonl": ["empty_text"],
+    "giant_line.jsonl": ["too_large"],
+    "not_object.jsonl": ["not_an_object", "malformed_json"],
+    "wrong_columns.parquet": ["schema_mismatch"],
+    "dates.jsonl": ["missing_date", "unparseable_date", "future_year", "year_out_of_range"],
+    "dup_b.jsonl": ["duplicate_id"],
+    "notes.docx": ["unsupported_file_type"],
+    "unreadable.jsonl": ["unreadable_file"],
+    "undated.txt": ["missing_date"],
+}
+
+
+def make_bad_corpus(directory: Path, giant_line_bytes: int = 50 * 1024 * 1024) -> dict[str, int]:
+    """A corpus directory holding each bad input plus good files; returns good rows expected per century."""
+    import polars as pl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    write_jsonl(
+        directory / "good.jsonl",
+        [
+            {"id": "g1", "text": GOOD_TEXT, "year": 1850, "title": "Good one"},
+            {"id": "g2", "text": GOOD_TEXT + " Second.", "date": "1651-05-02"},
+            {"id": "g3", "text": GOOD_TEXT + " Third.", "year_min": 1720, "year_max": 1740},
+        ],
+    )
+    pl.DataFrame(
+        {"id": ["p1", "p2"], "text": [GOOD_TEXT + " P1", GOOD_TEXT + " P2"], "year": [1905, 1410]}
+    ).write_parquet(directory / "good.parquet")
+    (directory / "speech.txt").write_text(GOOD_TEXT + " A speech.", encoding="utf-8")
+    (directory / "speech.meta.json").write_text(json.dumps({"date": "c. 1790", "author": "Anon"}), encoding="utf-8")
+
+    (directory / "bad_utf8.jsonl").write_bytes(b'{"id": "u1", "text": "caf\xe9 \xff\xfe", "year": 1800}\n')
+    (directory / "binary.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    (directory / "empty.jsonl").write_bytes(b"")
+    write_jsonl(directory / "empty_text.jsonl", [{"id": "e1", "text": "   ", "year": 1800}])
+    with (directory / "giant_line.jsonl").open("wb") as handle:
+        handle.write(b'{"id": "big", "year": 1800, "text": "')
+        block = b"a" * (1024 * 1024)
+        for _ in range(giant_line_bytes // len(block)):
+            handle.write(block)
+        handle.write(b'"}\n')
+    (directory / "not_object.jsonl").write_text('[1, 2, 3]\n{"id": "x", "text": \n', encoding="utf-8")
+    pl.DataFrame({"body": ["no text column"], "when": [1800]}).write_parquet(directory / "wrong_columns.parquet")
+    write_jsonl(
+        directory / "dates.jsonl",
+        [
+            {"id": "d1", "text": GOOD_TEXT},
+            {"id": "d2", "text": GOOD_TEXT, "date": "in the reign of good king Cole"},
+            {"id": "d3", "text": GOOD_TEXT, "year": 3000},
+            {"id": "d4", "text": GOOD_TEXT, "year": -50},
+        ],
+    )
+    write_jsonl(directory / "dup_a.jsonl", [{"id": "same", "text": GOOD_TEXT + " dup", "year": 1950}])
+    write_jsonl(directory / "dup_b.jsonl", [{"id": "same", "text": GOOD_TEXT + " dup again", "year": 1950}])
+    (directory / "notes.docx").write_bytes(b"PK\x03\x04 not really a docx")
+    (directory / "unreadable.jsonl").symlink_to(directory / "does-not-exist")
+    (directory / "undated.txt").write_text(GOOD_TEXT, encoding="utf-8")
+    # good rows: g1 C019, g2 C017, g3 C018, p1 C020, p2 C015, speech C018, dup_a C020
+    return {"C015": 1, "C017": 1, "C018": 2, "C019": 1, "C020": 2}

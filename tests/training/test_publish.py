@@ -1,0 +1,115 @@
+import json
+import logging
+
+import pytest
+
+from training.publish import PublishError, publish
+
+FAKE_TOKEN = "hf_FAKEfakeFAKEfake0123456789secret"
+
+
+class FakeHfApi:
+    """Records every call; optionally logs and fails with the token in the message, like a careless client."""
+
+    def __init__(self, token: str, calls: list, fail: bool = False):
+        self.token, self.calls, self.fail = token, calls, fail
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        ops = sorted((type(op).__name__, op.path_in_repo) for op in operations)
+        self.calls.append(("create_commit", repo_id, ops))
+        if self.fail:
+            logging.getLogger("huggingface_hub.fake").error("401 for Authorization: Bearer %s", self.token)
+            raise RuntimeError(f"bad token {self.token}")
+        return type("CommitInfo", (), {"oid": f"commit{len(self.calls)}"})()
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = tmp_path / "publish" / "demo"
+    (root / "data" / "vrd").mkdir(parents=True)
+    (root / "README.md").write_text("---\nconfigs: []\n---\n# demo\n")
+    (root / "data" / "vrd" / "train.parquet").write_bytes(b"rows-v1")
+    (root / "data" / "vrd" / "test.parquet").write_bytes(b"test-v1")
+    return root
+
+
+def run(dataset, calls, token=FAKE_TOKEN, repo="me/demo", fail=False, **kwargs):
+    return publish(
+        dataset,
+        repo,
+        token,
+        dataset.parent / "state.json",
+        dataset.parent / "plan.json",
+        api_factory=lambda t: FakeHfApi(t, calls, fail),
+        **kwargs,
+    )
+
+
+def test_push_then_same_content_makes_no_operations_then_only_changes(dataset):
+    calls = []
+    first = run(dataset, calls)
+    assert first.action == "pushed" and first.commit == "commit2"
+    assert calls[0] == ("create_repo", "me/demo", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    assert calls[1][2] == [
+        ("CommitOperationAdd", "README.md"),
+        ("CommitOperationAdd", "data/vrd/test.parquet"),
+        ("CommitOperationAdd", "data/vrd/train.parquet"),
+    ]
+
+    calls.clear()
+    again = run(dataset, calls)
+    assert again.action == "unchanged" and calls == [] and again.content_hash == first.content_hash
+
+    (dataset / "data" / "vrd" / "train.parquet").write_bytes(b"rows-v2")
+    (dataset / "data" / "vrd" / "test.parquet").unlink()
+    changed = run(dataset, calls)
+    assert changed.action == "pushed"
+    assert [c[0] for c in calls] == ["create_repo", "create_commit"]  # one commit for everything
+    assert calls[1][2] == [
+        ("CommitOperationAdd", "data/vrd/train.parquet"),
+        ("CommitOperationDelete", "data/vrd/test.parquet"),
+    ]
+
+
+def test_dry_run_without_token_or_repo_writes_a_plan(dataset):
+    calls = []
+    outcome = run(dataset, calls, token=None)
+    assert outcome.action == "dry_run" and calls == []
+    plan = json.loads((dataset.parent / "plan.json").read_text())
+    assert plan["target"] == "me/demo" and {f["path"] for f in plan["files"]} == {
+        "README.md",
+        "data/vrd/test.parquet",
+        "data/vrd/train.parquet",
+    }
+    assert all(f["size"] > 0 for f in plan["files"]) and "HF_TOKEN" in plan["message"]
+    assert "publish.repo_id" in run(dataset, calls, repo=None).message
+    forced = run(dataset, calls, dry_run=True)
+    assert forced.action == "dry_run" and calls == [] and FAKE_TOKEN not in json.dumps(forced.to_dict())
+
+
+def test_token_never_reaches_logs_errors_or_files(dataset, caplog, capfd):
+    handler = logging.StreamHandler()  # a console handler like the CLI's, captured by capfd
+    logging.getLogger().addHandler(handler)
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(PublishError) as error:
+            run(dataset, [], fail=True)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert FAKE_TOKEN not in str(error.value) and "***" in str(error.value)
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    assert "Bearer ***" in caplog.text and FAKE_TOKEN not in caplog.text
+    for record in caplog.records:
+        assert FAKE_TOKEN not in record.getMessage()
+    out, err = capfd.readouterr()
+    assert FAKE_TOKEN not in out + err
+    for path in dataset.parent.rglob("*"):
+        if path.is_file():
+            assert FAKE_TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="materialize hf_dataset first"):
+        publish(tmp_path / "nothing", "me/demo", None, tmp_path / "s.json", tmp_path / "p.json")

@@ -1,0 +1,128 @@
+import polars as pl
+
+from quality.vrd_dedup import dedup_vrd
+from sources.schema import PASSAGES, SITUATIONS, VRD, frame_of, stable_id
+from tests.vrd_helpers import candidate, candidates_frame, hashed_embed
+from training.splits import (
+    SplitConfig,
+    build_benchmark,
+    build_preference_pairs,
+    build_sft_mixture,
+    build_vrd_rows,
+    split_of,
+)
+
+CONFIG = SplitConfig(validation_fraction=0.2, test_fraction=0.2)
+
+
+def world(n: int, start: int = 0):
+    situations, candidates = [], []
+    for i in range(start, start + n):
+        sid = stable_id("s", i)
+        situations.append(
+            {
+                "situation_id": sid,
+                "passage_id": f"p{i}",
+                "century": "C017",
+                "situation": f"Situation number {i}",
+                "teacher_call_id": "c",
+            }
+        )
+        candidates += [
+            candidate(sid, "value", f"Mercy {i}", "supports", 0.9),
+            candidate(sid, "value", f"Mercy {i}!", "supports", 0.6),  # near-duplicate of the first
+            candidate(sid, "value", f"Thrift {i}", "opposes", 0.8),
+            candidate(sid, "duty", f"Pay debts {i}", "either", 0.7),
+            candidate(sid, "value", f"Astronomy {i}", "either", 0.1),  # irrelevant
+        ]
+    return frame_of(situations, SITUATIONS), candidates_frame(candidates)
+
+
+def kept_rows(situations, candidates, config=CONFIG):
+    relevant = candidates.filter(pl.col("relevance") >= 0.5)
+    result = dedup_vrd(relevant, hashed_embed)
+    passages = frame_of([{"passage_id": p, "doc_id": f"doc-{p}"} for p in situations["passage_id"]], PASSAGES)
+    return build_vrd_rows(result.vrd, situations, passages, config), result.rejects
+
+
+def test_split_is_a_function_of_the_situation_id_only():
+    old_situations, old_candidates = world(60)
+    old, _ = kept_rows(old_situations, old_candidates)
+    new_situations, new_candidates = world(40, start=60)
+    grown, _ = kept_rows(pl.concat([old_situations, new_situations]), pl.concat([old_candidates, new_candidates]))
+    before = dict(old.select("situation_id", "split").unique().iter_rows())
+    after = dict(grown.select("situation_id", "split").unique().iter_rows())
+    assert all(after[sid] == split for sid, split in before.items())
+    assert set(after.values()) == {"train", "validation", "test"}
+    shares = pl.Series(list(after.values())).value_counts(normalize=True)
+    assert all(0.05 < share < 0.75 for share in shares["proportion"])
+    assert split_of("x", SplitConfig(salt="a")) in ("train", "validation", "test")
+
+
+def test_vrd_rows_carry_lineage():
+    situations, candidates = world(5)
+    rows, _ = kept_rows(situations, candidates)
+    assert rows.height == 5 * 3 and rows["doc_id"].null_count() == 0
+    assert set(rows.columns) >= {"situation", "century", "doc_id", "passage_id", "split"}
+    assert rows.schema["relevance"] == VRD["relevance"]
+
+
+def test_sft_mixture_has_the_four_tasks_balanced_negatives_and_no_test_rows():
+    situations, candidates = world(30)
+    rows, _ = kept_rows(situations, candidates)
+    mixture = build_sft_mixture(rows, CONFIG)
+    assert set(mixture["task"]) == {"generate", "relevance", "valence", "explanation"}
+    assert set(mixture["split"]) <= {"train", "validation"}
+    test_situations = set(rows.filter(pl.col("split") == "test")["situation_id"])
+    assert not test_situations & set(mixture["situation_id"])
+    relevance = mixture.filter(pl.col("task") == "relevance")
+    counts = dict(relevance.group_by("output").len().iter_rows())
+    assert counts["yes"] == counts["no"] == rows.filter(pl.col("split") != "test").height
+    for row in relevance.filter(pl.col("output") == "no").iter_rows(named=True):
+        number = row["input"].split("Situation: Situation number ")[1].split("\n")[0]
+        assert f" {number}\n" not in row["input"].split("\n", 1)[1] + "\n"  # the negative came from elsewhere
+    generate = mixture.filter(pl.col("task") == "generate").row(0, named=True)
+    assert generate["output"].count("\n") == 2 and "Value: " in generate["output"]
+    assert mixture["example_id"].is_unique().all()
+    assert build_sft_mixture(rows, CONFIG).equals(mixture)  # deterministic
+
+
+def test_preference_pairs_use_filtered_candidates_of_training_situations():
+    situations, candidates = world(20)
+    rows, dedup_rejects = kept_rows(situations, candidates)
+    irrelevant = candidates.filter(pl.col("relevance") < 0.5).select(
+        pl.col("candidate_id").alias("row_ref"), pl.lit("irrelevant").alias("reason"), pl.lit("").alias("detail")
+    )
+    rejects = pl.concat([irrelevant, dedup_rejects.select("row_ref", "reason", "detail")])
+    pairs = build_preference_pairs(rows, candidates, rejects)
+    train = set(rows.filter(pl.col("split") == "train")["situation_id"])
+    assert set(pairs["situation_id"]) == train
+    assert dict(pairs.group_by("rejected_reason").len().iter_rows()) == {
+        "irrelevant": len(train),
+        "near_duplicate": len(train),
+    }
+    dup = pairs.filter(pl.col("rejected_reason") == "near_duplicate").row(0, named=True)
+    assert "Already named: Value: Mercy" in dup["prompt"] and dup["chosen"].startswith("Value: Thrift")
+    assert dup["rejected"].startswith("Value: Mercy") and dup["rejected"].endswith("!")
+
+
+def test_situations_without_filtered_candidates_get_an_off_topic_pair():
+    situations, candidates = world(20)
+    rows, _ = kept_rows(situations, candidates)
+    nothing_filtered = pl.DataFrame(schema={"row_ref": pl.String, "reason": pl.String, "detail": pl.String})
+    kept_only = candidates.filter(pl.col("candidate_id").is_in(rows["candidate_id"].to_list()))
+    pairs = build_preference_pairs(rows, kept_only, nothing_filtered)
+    train = rows.filter(pl.col("split") == "train")
+    assert set(pairs["situation_id"]) == set(train["situation_id"])
+    assert set(pairs["rejected_reason"]) == {"off_topic"}
+    situation_of = dict(zip(train["candidate_id"], train["situation_id"], strict=True))
+    for pair in pairs.iter_rows(named=True):
+        assert situation_of[pair["chosen_id"]] == pair["situation_id"] != situation_of[pair["rejected_id"]]
+
+
+def test_benchmark_is_the_test_split():
+    situations, candidates = world(30)
+    rows, _ = kept_rows(situations, candidates)
+    bench = build_benchmark(rows)
+    assert bench.height == rows.filter(pl.col("split") == "test").height > 0
+    assert "split" not in bench.columns

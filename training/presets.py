@@ -1,0 +1,139 @@
+"""Finetuning presets: each overrides only what differs from FinetuneConfig's defaults, arithmetic in comments.
+
+ProgressGym (PKU-Alignment/ProgressGym, src/model_training/train_hislm.py) trained Llama-3-8B per century with full
+finetuning on 8 GPUs (DeepSpeed ZeRO-3): cutoff_len 1024, 8 rows per GPU (8 x 8 x 1024 = 65,536 tokens per step),
+20 warmup steps, 10% validation, 4 epochs (7 in tuning), and a learning rate of 1.5e-5 in its tuning command (the
+final per-century call in that file passes 3e-6). Those numbers belong to an 8B model whose pretraining peak LR was
+3e-4: 1.5e-5 is ~1/20 of it, gentle enough not to wash out what the base model knows.
+
+What we choose, and why:
+- seq_len 1024 on GPU, like ProgressGym, so per-century token budgets compare with theirs; the tiny CPU preset uses
+  64-128 tokens because a CPU step must take milliseconds.
+- SmolLM2-135M full finetuning: lr 1e-4. Small models take (and need) larger LRs than 8B ones; 1e-4 sits an order
+  of magnitude under typical small-model pretraining peaks (~1e-3), the same "well under the pretraining peak"
+  margin ProgressGym kept. Not tuned yet: a sweep per century is future work and this note must change with it.
+- 7-8B LoRA (rank 16, all linear layers): lr 2e-4, the QLoRA paper's setting for 7B/13B models; adapters start at
+  zero, so they need a larger step than full finetuning's 1.5e-5. Full 8B finetuning needs ZeRO-3/FSDP sharding,
+  which this DDP trainer does not do; LoRA fits one 80 GB GPU per rank.
+- The tiny random model starts from scratch, so it gets a pretraining-sized lr (2e-3) to show learning in 30 steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from training.base_models import TINY
+from training.finetune import FinetuneConfig
+
+CPU_PRESETS = ("cpu-tiny", "cpu-small")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The tiny random Llama on CPU, for tests and the demo: 8 rows x 128 tokens = 1,024 tokens per step; 30 steps
+    # = 30,720 tokens: two epochs of a 15k-token century, ~3% of an epoch of one Bible translation (~1M tokens).
+    # max_chars: 160k chars are 40-52k tokens (the SmolLM2 tokenizer reads 3.0 chars/token of Wycliffe, 3.9 of the
+    # KJV, 4.0 of modern English), so 30 steps see ~0.6-0.8 epoch of the sample and never tokenize a whole century.
+    "cpu-tiny": dict(
+        base_model=TINY,
+        seq_len=128,
+        max_chars=160_000,
+        batch_size=8,
+        max_steps=30,
+        learning_rate=2e-3,
+        min_lr=2e-4,
+        warmup_steps=3,
+        eval_interval=10,
+        eval_batches=4,
+        checkpoint_interval=10,
+        weight_decay=0.0,
+    ),
+    # SmolLM2-135M (or any model under training.max_cpu_params) on CPU: a smoke run, not a real finetune.
+    # 2 rows x 256 tokens = 512 tokens per step = 6 x 135M x 512 = 0.41 TFLOP per step: ~8 s at the ~50 GFLOP/s two
+    # cores sustain (we measured 15-55 s per 1,024-token step on a shared, loaded 2-core box), so 10 steps take
+    # a minute or two. 10 steps x 512 = 5,120 tokens ~ 20k chars: a 40k-char sample leaves room for validation rows.
+    "cpu-small": dict(
+        seq_len=256,
+        max_chars=40_000,
+        batch_size=2,
+        max_steps=10,
+        learning_rate=5e-5,
+        min_lr=5e-6,
+        warmup_steps=2,
+        eval_interval=5,
+        eval_batches=2,
+        checkpoint_interval=5,
+    ),
+    # SmolLM2-135M full finetuning on one GPU, per century: 32 rows x 2 accum x 1024 = 65,536 tokens per step, the
+    # same tokens per step as ProgressGym's 8 GPUs x 8 rows x 1024. 4 epochs (ProgressGym), capped at 500M tokens
+    # (~3.7 tokens per parameter: continued pretraining, not pretraining): a 5M-token century → 20M tokens = 306
+    # steps; a 2B-token century hits the cap at 7,630 steps. No gradient checkpointing: 135M fits easily and
+    # recomputation would cost a third of the throughput.
+    "gpu-small": dict(
+        seq_len=1024,
+        batch_size=32,
+        grad_accum=2,
+        max_steps=None,
+        epochs=4.0,
+        max_train_tokens=500_000_000,
+        learning_rate=1e-4,
+        min_lr=1e-5,
+        warmup_steps=20,
+        eval_interval=100,
+        eval_batches=16,
+        checkpoint_interval=200,
+        log_interval=10,
+        gradient_checkpointing=False,
+        val_fraction=0.1,
+    ),
+    # A 7-8B base (local HF dir) with LoRA rank 16 on each GPU: 8 rows x 8 accum x 1024 = 65,536 tokens per step per
+    # GPU. bf16 base (16 GB) + adapters + activations under gradient checkpointing fit 80 GB. 4 epochs capped at
+    # 200M tokens per century. Estimate: 6 x 8e9 = 48 GFLOP per token; at 25% MFU on an H100 (989 TFLOP/s bf16)
+    # that is ~5k tokens/s, so 200M tokens take ~11 GPU-hours per century.
+    "gpu-lora": dict(
+        seq_len=1024,
+        batch_size=8,
+        grad_accum=8,
+        max_steps=None,
+        epochs=4.0,
+        max_train_tokens=200_000_000,
+        lora_rank=16,
+        lora_alpha=32,
+        learning_rate=2e-4,
+        min_lr=2e-5,
+        warmup_steps=20,
+        eval_interval=100,
+        eval_batches=16,
+        checkpoint_interval=100,
+        log_interval=10,
+        gradient_checkpointing=True,
+        val_fraction=0.1,
+        weight_decay=0.0,
+    ),
+}
+
+# a full-finetuning model above this many parameters gets the LoRA preset on GPU (DDP replicates AdamW state:
+# ~16 bytes per parameter, so 1.5B params is ~24 GB before activations)
+LORA_ABOVE_PARAMS = 1_500_000_000
+
+
+def preset_name_for(base_model: str, n_params: int, gpu: bool) -> str:
+    """The preset 'auto' means: the tiny model's own; otherwise CPU smoke run, GPU full finetune or GPU LoRA."""
+    if base_model == TINY:
+        return "cpu-tiny"
+    if not gpu:
+        return "cpu-small"
+    return "gpu-lora" if n_params > LORA_ABOVE_PARAMS else "gpu-small"
+
+
+def make_config(preset: str, **overrides: Any) -> FinetuneConfig:
+    """FinetuneConfig from a preset plus overrides (None values are ignored; unknown names raise)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"unknown finetuning settings {unknown}; FinetuneConfig has {sorted(fields)}")
+    if "lora_targets" in values:
+        values["lora_targets"] = tuple(values["lora_targets"])
+    return FinetuneConfig(**values)

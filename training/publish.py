@@ -1,0 +1,219 @@
+"""Publishing the dataset directory to the Hugging Face Hub, idempotently, without ever showing the token.
+
+- The content hash is sha256 over the sorted (path, file sha256) manifest. When it equals what the last push
+  recorded for the same repo, publishing does nothing at all (no API call).
+- Otherwise: `create_repo(exist_ok=True)` (a dataset repo, private by default) and ONE `create_commit` with the
+  added/changed files and deletions of files that disappeared since the last push; the state file records it.
+- Without a token or a repo id: a dry-run plan (files, sizes, target, what would change) is written next to the
+  dataset, with the two settings that enable pushing.
+- The token is passed in by the caller (read from the env var named in settings), used only as an argument to
+  the Hub client, scrubbed from every log record while a push runs, and scrubbed from any error message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sources.storage import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+REDACTED = "***"
+
+
+class PublishError(RuntimeError):
+    """A push failed; the message has been scrubbed of the token."""
+
+
+@dataclass(slots=True)
+class FileEntry:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(slots=True)
+class PublishOutcome:
+    action: str  # "pushed" | "unchanged" | "dry_run"
+    target: str | None
+    content_hash: str
+    files: list[FileEntry]
+    added: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    commit: str | None = None
+    plan_path: str | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def manifest(dataset_dir: Path) -> list[FileEntry]:
+    """Every file under the dataset dir (hidden ones excluded) with its size and sha256, sorted by path."""
+    entries = []
+    for path in sorted(p for p in Path(dataset_dir).rglob("*") if p.is_file()):
+        relative = path.relative_to(dataset_dir).as_posix()
+        if any(part.startswith(".") for part in relative.split("/")):
+            continue
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        entries.append(FileEntry(relative, path.stat().st_size, digest.hexdigest()))
+    return entries
+
+
+def content_hash(entries: list[FileEntry]) -> str:
+    return hashlib.sha256(json.dumps([[e.path, e.sha256] for e in entries]).encode()).hexdigest()
+
+
+def publish(
+    dataset_dir: Path,
+    repo_id: str | None,
+    token: str | None,
+    state_path: Path,
+    plan_path: Path,
+    private: bool = True,
+    api_factory: Callable[[str], Any] | None = None,
+    token_env: str = "HF_TOKEN",
+    dry_run: bool = False,
+) -> PublishOutcome:
+    """Push `dataset_dir` to `repo_id` when both a repo id and a token are given, else write the dry-run plan.
+
+    `api_factory(token)` returns an object with HfApi's `create_repo` and `create_commit`; tests inject a fake.
+    """
+    dataset_dir = Path(dataset_dir)
+    if not (dataset_dir / "README.md").is_file():
+        raise FileNotFoundError(f"no dataset at {dataset_dir}: materialize hf_dataset first")
+    entries = manifest(dataset_dir)
+    digest = content_hash(entries)
+    state = _read_json(state_path)
+    previous = state.get("files", {}) if state.get("repo_id") == repo_id else {}
+    added = [e.path for e in entries if previous.get(e.path) != e.sha256]
+    deleted = sorted(set(previous) - {e.path for e in entries})
+    if dry_run or not repo_id or not token:
+        missing = [name for name, value in (("publish.repo_id", repo_id), (token_env, token)) if not value]
+        why = f"{', '.join(missing)} not set" if missing else "publish.dry_run is set"
+        outcome = PublishOutcome("dry_run", repo_id, digest, entries, added, deleted, plan_path=str(plan_path))
+        outcome.message = (
+            f"dry run: {why}. To push, set the repo id (CHRONOPRISM__PUBLISH__REPO_ID=user/"
+            f"name or `chronoprism publish --repo-id user/name`) and export {token_env}=<a write token>; "
+            "with HF_HUB_OFFLINE=1 in the environment, also set HF_HUB_OFFLINE=0."
+        )
+        write_text_atomic(plan_path, json.dumps(outcome.to_dict(), indent=2) + "\n")
+        log.info("%s (plan: %s)", outcome.message, plan_path)
+        return outcome
+    if state.get("repo_id") == repo_id and state.get("content_hash") == digest:
+        log.info("dataset unchanged since the last push to %s (%s): nothing to do", repo_id, digest[:12])
+        return PublishOutcome("unchanged", repo_id, digest, entries, commit=state.get("commit"))
+    with redacted(token):
+        try:
+            commit = _push(dataset_dir, repo_id, token, private, added, deleted, api_factory or _hf_api)
+        except Exception as error:  # noqa: BLE001 - re-raised scrubbed, without the chained original
+            raise PublishError(
+                f"push to {repo_id} failed: {redact(f'{type(error).__name__}: {error}', token)}"
+            ) from None
+    write_text_atomic(
+        state_path,
+        json.dumps(
+            {
+                "repo_id": repo_id,
+                "content_hash": digest,
+                "commit": commit,
+                "files": {e.path: e.sha256 for e in entries},
+            },
+            indent=2,
+        )
+        + "\n",
+    )
+    log.info("pushed %d changed and %d deleted files to %s (commit %s)", len(added), len(deleted), repo_id, commit)
+    return PublishOutcome("pushed", repo_id, digest, entries, added, deleted, commit=commit)
+
+
+def _push(
+    dataset_dir: Path,
+    repo_id: str,
+    token: str,
+    private: bool,
+    added: list[str],
+    deleted: list[str],
+    api_factory: Callable[[str], Any],
+) -> str | None:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    api = api_factory(token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(dataset_dir / p)) for p in added]
+    operations += [CommitOperationDelete(path_in_repo=p) for p in deleted]
+    info = api.create_commit(
+        repo_id,
+        operations,
+        commit_message=f"chronoprism: {len(added)} files changed, {len(deleted)} deleted",
+        repo_type="dataset",
+    )
+    return getattr(info, "oid", None)
+
+
+def _hf_api(token: str):
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise PublishError("HF_HUB_OFFLINE=1 is set in this environment: set HF_HUB_OFFLINE=0 to push")
+    return HfApi(token=token)
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, REDACTED) if secret else text
+
+
+class RedactFilter(logging.Filter):
+    """Rewrites any record whose message contains the secret (the message is formatted once, then scrubbed)."""
+
+    def __init__(self, secret: str):
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = redact(message, self.secret), None
+        if record.exc_info and record.exc_info[1] is not None and self.secret in str(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+            record.msg = f"{record.msg} [traceback withheld: it contained a secret]"
+        return True
+
+
+@contextmanager
+def redacted(secret: str | None) -> Iterator[None]:
+    """While active, every handler of every known logger scrubs `secret` from the records it emits."""
+    if not secret:
+        yield
+        return
+    flt = RedactFilter(secret)
+    loggers = [logging.getLogger()] + [
+        logging.getLogger(name)
+        for name, obj in logging.Logger.manager.loggerDict.items()
+        if isinstance(obj, logging.Logger)
+    ]
+    handlers = {id(h): h for lg in loggers for h in lg.handlers}.values()
+    for target in (*loggers, *handlers):
+        target.addFilter(flt)
+    try:
+        yield
+    finally:
+        for target in (*loggers, *handlers):
+            target.removeFilter(flt)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
