@@ -5,17 +5,48 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
 
+from pipelines.freshness import ASSET_SETTINGS_TAG
+from pipelines.partitions import century_partitions
 from sources.stats import StageStats
+
+if TYPE_CHECKING:
+    from teacher.client import Teacher, TeacherStats
 
 PREVIEW_ROWS = 10
 PREVIEW_CELL_CHARS = 80
+
+
+def stage_asset(
+    group: str,
+    deps: Iterable[str],
+    kinds: Iterable[str] = ("polars", "parquet"),
+    *,
+    partitioned: bool = False,
+    reads: str | None = None,
+    **asset_args: Any,
+):
+    """`dg.asset` with what every chronoprism stage declares: its group, upstream tables (assets read the `Store`,
+    so dependencies are `deps`, not inputs), kinds, a code version, century partitions when `partitioned`, and
+    `reads`, the settings sections whose change makes it stale (`pipelines.freshness`, e.g. "publish.filter")."""
+    tags = dict(asset_args.pop("tags", None) or {})
+    if reads:
+        tags[ASSET_SETTINGS_TAG] = reads
+    asset_args.setdefault("code_version", "1")
+    return dg.asset(
+        deps=list(deps),
+        group_name=group,
+        kinds=set(kinds),
+        partitions_def=century_partitions if partitioned else None,
+        tags=tags or None,
+        **asset_args,
+    )
 
 
 def preview_markdown(df: pl.DataFrame, columns: list[str] | None = None, rows: int = PREVIEW_ROWS) -> str:
@@ -148,3 +179,18 @@ class ProgressLog:
         self._last = now
         payload = {"stage": self.stage, "done": done, "total": self.total, "unit": unit, **counters}
         self.context.log.info(PROGRESS_PREFIX + json.dumps(payload, sort_keys=True))
+
+
+def report_teacher_progress(context: dg.AssetExecutionContext, stage: str, teacher: Teacher) -> Teacher:
+    """Log a progress line after each teacher batch (calls answered, backend calls made since now), so the UI and
+    `chronoprism build` show teacher calls per second for `stage`; returns `teacher` for chaining."""
+    log = ProgressLog(context, stage)
+    start = teacher.snapshot()
+
+    def report(stats: TeacherStats) -> None:
+        done = stats - start
+        answered = done.counters.backend_calls + done.counters.cache_hits
+        log.update(answered, unit="calls", teacher_calls=done.counters.backend_calls)
+
+    teacher.on_batch = report
+    return teacher

@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from assets._common import stage_result
-from pipelines.partitions import century_partitions
+from assets._common import stage_asset, stage_result
 from pipelines.resources import SettingsResource
 from quality.clean import clean_documents
 from quality.filters import build_filters
@@ -12,13 +11,7 @@ from sources.schema import DOCUMENTS
 PREVIEW_COLUMNS = ["source", "title", "year", "n_chars", "text"]
 
 
-@dg.asset(
-    partitions_def=century_partitions,
-    deps=["documents"],
-    group_name="quality",
-    kinds={"polars", "parquet"},
-    code_version="1",
-)
+@stage_asset("quality", ["documents"], partitioned=True)
 def documents_clean(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Documents of one century normalised (NFC + whitespace, historical spelling untouched), Gutenberg wrappers
     stripped, and filtered (length, licence text, boilerplate lines, non-letter lines, repetition). Each drop lands in

@@ -12,7 +12,7 @@ from the same ingested rows (which `date_estimator` then finds by fingerprint in
 import dagster as dg
 import polars as pl
 
-from assets._common import png_metadata, stage_metadata, table_data_version
+from assets._common import png_metadata, stage_asset, stage_metadata, table_data_version
 from assets.documents import ESTIMATED_DOCUMENTS, raw_table, undated_table
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
@@ -24,13 +24,7 @@ PREVIEW_COLUMNS = ["source", "title", "century", "date_confidence", "date_model"
 FLAGGED_SHOWN = 20
 
 
-@dg.asset(
-    name=ESTIMATED_DOCUMENTS,
-    deps=[raw_table(spec) for spec in SOURCES],
-    group_name="sources",
-    kinds={"scikitlearn", "parquet"},
-    code_version="1",
-)
+@stage_asset("sources", [raw_table(spec) for spec in SOURCES], ("scikitlearn", "parquet"), name=ESTIMATED_DOCUMENTS)
 def estimated_documents(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Undated user rows placed in a century by the date estimator (opt-in: `corpus.estimate_dates`, `build
     --estimate-dates`). Rows rejected at ingest only for a missing or unparseable date are scored; those at or above
@@ -76,12 +70,7 @@ def estimated_documents(context: dg.AssetExecutionContext, settings: SettingsRes
     )
 
 
-@dg.asset(
-    deps=["documents"],
-    group_name="sources",
-    kinds={"scikitlearn"},
-    code_version="1",
-)
+@stage_asset("sources", ["documents"], ("scikitlearn",))
 def date_estimator(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """A century classifier (char 2-4-gram hashing, sublinear tf-idf, SGD logistic regression, temperature scaling)
     trained on the dated rows of every `documents` partition and evaluated on 2,000-char passages held out by

@@ -7,7 +7,7 @@ table to one century; `pretrain_corpus` writes that century in ProgressGym's sha
 import dagster as dg
 import polars as pl
 
-from assets._common import png_metadata, stage_result
+from assets._common import png_metadata, stage_asset, stage_result
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
 from quality.dedup.documents import drop_duplicates, find_duplicates, minhash_config
@@ -19,7 +19,7 @@ PREVIEW_COLUMNS = ["source", "title", "year", "n_chars", "text"]
 DUPLICATES_TABLE = "near_duplicate_clusters"
 
 
-@dg.asset(deps=["documents_clean"], group_name="quality", kinds={"numpy", "parquet"}, code_version="1")
+@stage_asset("quality", ["documents_clean"], ("numpy", "parquet"))
 def near_duplicate_clusters(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Exact copies and MinHash LSH near-duplicates (word 5-grams, 20 bands x 8 rows, exact-Jaccard verified)
     across every century at once, clustered by union-find; each cluster keeps its earliest-dated member. One row per
@@ -36,13 +36,7 @@ def near_duplicate_clusters(context: dg.AssetExecutionContext, settings: Setting
     return stage_result(result.stats, result.duplicates, path, extra=extra)
 
 
-@dg.asset(
-    partitions_def=century_partitions,
-    deps=["documents_clean", DUPLICATES_TABLE],
-    group_name="quality",
-    kinds={"polars", "parquet"},
-    code_version="1",
-)
+@stage_asset("quality", ["documents_clean", DUPLICATES_TABLE], partitioned=True)
 def documents_dedup(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """The cleaned documents of one century without the copies `near_duplicate_clusters` marked; each one becomes a
     rejects/dedup row (exact_duplicate / near_duplicate) whose detail names the kept doc_id, century and Jaccard."""
@@ -69,13 +63,7 @@ def _tokens_by_century(context: dg.AssetExecutionContext) -> dict[str, int]:
     return tokens
 
 
-@dg.asset(
-    partitions_def=century_partitions,
-    deps=["documents_dedup"],
-    group_name="quality",
-    kinds={"polars", "parquet"},
-    code_version="1",
-)
+@stage_asset("quality", ["documents_dedup"], partitioned=True)
 def pretrain_corpus(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """One century of deduplicated text in ProgressGym's pretraining shape (text, doc_id, year, source), with docs,
     characters and SmolLM2 tokens, each by source, and a bar chart of documents and tokens per century."""

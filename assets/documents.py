@@ -3,8 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from assets._common import stage_result
-from pipelines.partitions import century_partitions
+from assets._common import stage_asset, stage_result
 from pipelines.resources import SettingsResource
 from sources.documents import assemble_documents
 from sources.registry import SOURCES, SourceSpec, read_source
@@ -35,12 +34,12 @@ def _per_source_breakdown(documents: pl.DataFrame) -> dict:
 
 
 def build_raw_asset(spec: SourceSpec) -> dg.AssetsDefinition:
-    @dg.asset(
+    @stage_asset(
+        "sources",
+        [],
+        ("python", "parquet"),
         name=raw_table(spec),
-        group_name="sources",
-        kinds={"python", "parquet"},
         description=f"Raw documents from {spec.description}. Rejected rows land in rejects/ingest/{spec.name}.",
-        code_version="1",
         tags={"source": spec.name},
     )
     def _raw(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
@@ -62,13 +61,8 @@ def build_raw_asset(spec: SourceSpec) -> dg.AssetsDefinition:
 raw_assets = [build_raw_asset(spec) for spec in SOURCES]
 
 
-@dg.asset(
-    partitions_def=century_partitions,
-    deps=[*(raw_table(spec) for spec in SOURCES), ESTIMATED_DOCUMENTS],  # [issue 9] + placed undated rows
-    group_name="sources",
-    kinds={"polars", "parquet"},
-    code_version="1",
-)
+# [issue 9] ESTIMATED_DOCUMENTS: undated user rows placed by the date estimator
+@stage_asset("sources", [*(raw_table(spec) for spec in SOURCES), ESTIMATED_DOCUMENTS], partitioned=True)
 def documents(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Dated documents of one century (C013…C021) from every source, in the DESIGN.md §2 schema."""
     store = settings.store()

@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from assets._common import png_metadata, preview_markdown, stage_metadata, table_data_version
-from pipelines.freshness import ASSET_SETTINGS_TAG
-from pipelines.partitions import CENTURIES, century_partitions
+from assets._common import png_metadata, preview_markdown, stage_asset, stage_metadata, table_data_version
+from pipelines.partitions import CENTURIES
 from pipelines.resources import SettingsResource
 from sources.schema import BENCHMARK, VALUE_EVAL, VALUE_TREND, empty
 from sources.stats import StageStats
@@ -15,12 +14,11 @@ EVAL_PREVIEW = ["century", "situation", "kind", "text", "valence", "predicted", 
 PROFILE_ROWS = 20
 
 
-@dg.asset(
-    partitions_def=century_partitions,
-    deps=["finetuned_model", "benchmark"],
-    group_name="training",
-    kinds={"pytorch", "parquet"},
-    code_version="1",
+@stage_asset(
+    "training",
+    ["finetuned_model", "benchmark"],
+    ("pytorch", "parquet"),
+    partitioned=True,
     pool="gpu",  # the scorer loads the model like the trainer does: not beside a training run on one GPU
     check_specs=[
         dg.AssetCheckSpec(
@@ -83,12 +81,9 @@ def value_eval(context: dg.AssetExecutionContext, settings: SettingsResource) ->
     )
 
 
-@dg.asset(
-    deps=["value_eval", "value_trend_data"],
-    group_name="training",
-    kinds={"polars", "parquet", "matplotlib"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "training.publish"},  # publish.trend_top_k: as many items as the data-side trend
+# reads publish.trend_top_k: as many items as the data-side trend
+@stage_asset(
+    "training", ["value_eval", "value_trend_data"], ("polars", "parquet", "matplotlib"), reads="training.publish"
 )
 def value_trend(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """What the century models value, beside what the data says: per frequent benchmark item, each model's valence

@@ -6,8 +6,7 @@ import os
 import dagster as dg
 import polars as pl
 
-from assets._common import file_data_version, stage_metadata
-from pipelines.freshness import ASSET_SETTINGS_TAG
+from assets._common import file_data_version, stage_asset, stage_metadata
 from pipelines.resources import SettingsResource
 from sources.schema import BENCHMARK, DOCUMENTS, MIXTURE, PREFERENCE, PRETRAIN, VALUE_TREND, VRD_SPLIT
 from sources.settings import Settings
@@ -81,20 +80,11 @@ def card_info(settings: Settings, store: Store) -> CardInfo:
     )
 
 
-@dg.asset(
-    deps=[
-        "vrd_splits",
-        "sft_mixture",
-        "preference_pairs",
-        "benchmark",
-        "pretrain_corpus",
-        "value_trend_data",
-        "documents",
-    ],
-    group_name="publish",
-    kinds={"huggingface", "parquet"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "publish.filter.teacher.dedup"},  # the card records thresholds and the teacher
+@stage_asset(
+    "publish",
+    ["vrd_splits", "sft_mixture", "preference_pairs", "benchmark", "pretrain_corpus", "value_trend_data", "documents"],
+    ("huggingface", "parquet"),
+    reads="publish.filter.teacher.dedup",  # the card records thresholds and the teacher
 )
 def hf_dataset(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """The local Hugging Face dataset directory (DESIGN.md §5) with a generated card: YAML `configs:` for every
@@ -116,13 +106,7 @@ def hf_dataset(context: dg.AssetExecutionContext, settings: SettingsResource) ->
     )
 
 
-@dg.asset(
-    deps=["hf_dataset"],
-    group_name="publish",
-    kinds={"huggingface"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "publish"},
-)
+@stage_asset("publish", ["hf_dataset"], ("huggingface",), reads="publish")
 def hf_publish(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Push the dataset to the Hub when `publish.repo_id` and the token env var are set (one commit with the
     changed files, nothing when the content hash matches the last push); otherwise write a dry-run plan."""

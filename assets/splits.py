@@ -5,10 +5,8 @@ from contextlib import ExitStack
 import dagster as dg
 import polars as pl
 
-from assets._common import png_metadata, stage_result
+from assets._common import png_metadata, report_teacher_progress, stage_asset, stage_result
 from pipelines.concurrency import TEACHER_POOL
-from pipelines.freshness import ASSET_SETTINGS_TAG  # the settings sections an asset reads
-from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource, TeacherResource
 from quality.decontam import decontaminate
 from quality.relevance import TeacherRelevanceScorer, filter_relevance
@@ -52,14 +50,13 @@ def counted(stage: str, n: int) -> StageStats:
     return stats.check()
 
 
-@dg.asset(
-    partitions_def=century_partitions,
-    deps=["vrd_candidates", "situations"],
-    group_name="vrd",
-    kinds={"python", "parquet"},
-    code_version="1",
+@stage_asset(
+    "vrd",
+    ["vrd_candidates", "situations"],
+    ("python", "parquet"),
+    partitioned=True,
     pool=TEACHER_POOL,
-    tags={ASSET_SETTINGS_TAG: "filter.teacher"},
+    reads="filter.teacher",
 )
 def vrd_relevant(
     context: dg.AssetExecutionContext, settings: SettingsResource, teacher: TeacherResource
@@ -73,7 +70,9 @@ def vrd_relevant(
         scorer = None
         if config.filter.relevance_scorer == "teacher":
             scorer = TeacherRelevanceScorer(
-                lambda: opened.enter_context(teacher.open(config, context.run_id)),
+                lambda: report_teacher_progress(
+                    context, "vrd_relevant", opened.enter_context(teacher.open(config, context.run_id))
+                ),
                 calibrate=config.filter.relevance_calibration == "content_free",
             )
         result = filter_relevance(candidates, config.filter.relevance_threshold, situations, scorer)
@@ -82,20 +81,14 @@ def vrd_relevant(
             "scored_by": dict(scorer.methods) if scorer else {},
             "content_free_prior": scorer.prior if scorer else {},
             "teacher": scorer.teacher_stats() if scorer else {},
+            "backend_calls": scorer.backend_calls() if scorer else 0,
         }
     path = store.write("vrd_relevant", result.kept, century)
     store.write_rejects("relevance", result.rejects, century)
     return stage_result(result.stats, result.kept, path, VRD_PREVIEW, extra)
 
 
-@dg.asset(
-    partitions_def=century_partitions,
-    deps=["vrd_relevant"],
-    group_name="vrd",
-    kinds={"python", "parquet"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "filter"},
-)
+@stage_asset("vrd", ["vrd_relevant"], ("python", "parquet"), partitioned=True, reads="filter")
 def vrd(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Relevant candidates after KaleidoSys-style dedup per situation and kind (ROUGE-L and embedding cosine
     against every kept item); dropped near-duplicates are rejects naming the kept candidate."""
@@ -115,13 +108,7 @@ def embedder():
     return embed
 
 
-@dg.asset(
-    deps=["vrd", "situations", "passages"],
-    group_name="splits",
-    kinds={"polars", "parquet"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "publish.filter"},
-)
+@stage_asset("splits", ["vrd", "situations", "passages"], reads="publish.filter")
 def vrd_splits(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """ValuePrism-like rows (situation, kind, text, valence, explanation) with lineage ids, split train /
     validation / test by a hash of situation_id: new data never moves an existing situation."""
@@ -145,13 +132,7 @@ def vrd_splits(context: dg.AssetExecutionContext, settings: SettingsResource) ->
     )
 
 
-@dg.asset(
-    deps=["vrd_splits"],
-    group_name="splits",
-    kinds={"polars", "parquet"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "publish.filter"},
-)
+@stage_asset("splits", ["vrd_splits"], reads="publish.filter")
 def sft_mixture(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Kaleido's four tasks as (task, input, output) rows for train and validation situations: generate,
     relevance (with as many negatives sampled from other situations), valence, explanation."""
@@ -170,13 +151,7 @@ def sft_mixture(context: dg.AssetExecutionContext, settings: SettingsResource) -
     )
 
 
-@dg.asset(
-    deps=["vrd_splits", "vrd_candidates"],
-    group_name="splits",
-    kinds={"polars", "parquet"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "publish.filter"},
-)
+@stage_asset("splits", ["vrd_splits", "vrd_candidates"], reads="publish.filter")
 def preference_pairs(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """{prompt, chosen, rejected} for training situations: a kept item vs one the relevance filter or the
     dedup dropped."""
@@ -197,13 +172,7 @@ def preference_pairs(context: dg.AssetExecutionContext, settings: SettingsResour
     )
 
 
-@dg.asset(
-    deps=["vrd_splits", "sft_mixture", "preference_pairs", "pretrain_corpus"],
-    group_name="splits",
-    kinds={"polars", "parquet"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "publish.filter"},
-)
+@stage_asset("splits", ["vrd_splits", "sft_mixture", "preference_pairs", "pretrain_corpus"], reads="publish.filter")
 def benchmark(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Held-out (test split) situations with their gold items, decontaminated: rows whose situation or item
     shares an exact text or a 13-word n-gram with a training row or the pretrain corpus are removed."""
@@ -226,13 +195,7 @@ def build_benchmark_input(store: Store) -> pl.DataFrame:
     return build_benchmark(read_split_rows(store, "vrd_splits", VRD_SPLIT, ("test",)))
 
 
-@dg.asset(
-    deps=["vrd_splits"],
-    group_name="splits",
-    kinds={"polars", "parquet", "matplotlib"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "publish"},
-)
+@stage_asset("splits", ["vrd_splits"], ("polars", "parquet", "matplotlib"), reads="publish")
 def value_trend_data(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Per century: the most frequent values / rights / duties (normalised text) and their valence shares, from
     the data alone, before any model is trained; a heatmap plot in the metadata."""

@@ -11,13 +11,11 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from assets._common import ProgressLog, stage_result
+from assets._common import report_teacher_progress, stage_asset, stage_result
 from pipelines.concurrency import TEACHER_POOL
-from pipelines.freshness import ASSET_SETTINGS_TAG
-from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource, TeacherResource
 from sources.schema import PASSAGES, PRETRAIN, SITUATIONS
-from sources.settings import Settings
+from sources.settings import Settings, config_from
 from teacher.client import Teacher, TeacherStats
 from teacher.generate import GenerationConfig, StageResult, extract_situations, generate_vrd
 from teacher.passages import PassageConfig, select_passages
@@ -25,18 +23,13 @@ from teacher.passages import PassageConfig, select_passages
 
 def passage_config(settings: Settings) -> PassageConfig:
     t = settings.teacher
-    return PassageConfig(target_chars=t.passage_chars, per_century=t.passages_per_century, seed=t.seed)
+    return config_from(PassageConfig, t, target_chars=t.passage_chars, per_century=t.passages_per_century)
 
 
 def generation_config(settings: Settings) -> GenerationConfig:
     t = settings.teacher
-    return GenerationConfig(
-        situation_max_new_tokens=t.situation_max_new_tokens,
-        vrd_max_new_tokens=t.max_new_tokens,
-        situations_per_passage=t.situations_per_passage,
-        max_situations=t.max_situations_per_century,
-        temperature=t.temperature,
-        seed=t.seed,
+    return config_from(
+        GenerationConfig, t, vrd_max_new_tokens=t.max_new_tokens, max_situations=t.max_situations_per_century
     )
 
 
@@ -59,26 +52,7 @@ def teacher_metadata(result: StageResult, teacher: Teacher) -> dict:
     }
 
 
-def _progress(context: dg.AssetExecutionContext, stage: str, teacher: Teacher) -> None:
-    log = ProgressLog(context, stage)
-    start = teacher.snapshot()
-
-    def report(stats: TeacherStats) -> None:
-        done = stats - start
-        answered = done.counters.backend_calls + done.counters.cache_hits
-        log.update(answered, unit="calls", teacher_calls=done.counters.backend_calls)
-
-    teacher.on_batch = report
-
-
-@dg.asset(
-    partitions_def=century_partitions,
-    deps=["pretrain_corpus"],
-    group_name="teacher",
-    kinds={"python", "parquet"},
-    code_version="1",
-    tags={ASSET_SETTINGS_TAG: "teacher"},
-)
+@stage_asset("teacher", ["pretrain_corpus"], ("python", "parquet"), partitioned=True, reads="teacher")
 def passages(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Passages cut on sentence / verse ends (with char spans into the document), the most morally loaded ones
     picked round-robin over sources and documents up to `teacher.passages_per_century`."""
@@ -91,14 +65,9 @@ def passages(context: dg.AssetExecutionContext, settings: SettingsResource) -> d
     return stage_result(stats, frame, path, preview, {"dagster/row_count": frame.height})
 
 
-TEACHER_ASSET = dict(
-    partitions_def=century_partitions,
-    group_name="teacher",
-    kinds={"python", "parquet"},
-    code_version="1",
-    pool=TEACHER_POOL,
-    tags={ASSET_SETTINGS_TAG: "teacher"},
-)
+def teacher_stage_asset(deps: list[str]):
+    """A century-partitioned asset that calls the teacher: one at a time per host (`TEACHER_POOL`)."""
+    return stage_asset("teacher", deps, ("python", "parquet"), partitioned=True, pool=TEACHER_POOL, reads="teacher")
 
 
 def run_teacher_stage(
@@ -114,14 +83,14 @@ def run_teacher_stage(
     table = context.asset_key.to_user_string()
     rows = store.read(upstream[0], century, schema=upstream[1], missing_ok=True)
     with teacher.open(config, context.run_id) as t:
-        _progress(context, table, t)
+        report_teacher_progress(context, table, t)
         result = stage(rows, t, generation_config(config))
     path = store.write(table, result.frame, century)
     store.write_rejects(table, result.rejects, century)
     return stage_result(result.stats, result.frame, path, preview, teacher_metadata(result, t))
 
 
-@dg.asset(deps=["passages"], **TEACHER_ASSET)
+@teacher_stage_asset(["passages"])
 def situations(
     context: dg.AssetExecutionContext, settings: SettingsResource, teacher: TeacherResource
 ) -> dg.MaterializeResult:
@@ -130,7 +99,7 @@ def situations(
     return run_teacher_stage(context, settings, teacher, ("passages", PASSAGES), extract_situations, ["situation"])
 
 
-@dg.asset(deps=["situations"], **TEACHER_ASSET)
+@teacher_stage_asset(["situations"])
 def vrd_candidates(
     context: dg.AssetExecutionContext, settings: SettingsResource, teacher: TeacherResource
 ) -> dg.MaterializeResult:

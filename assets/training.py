@@ -5,17 +5,15 @@ import json
 import dagster as dg
 import polars as pl
 
-from assets._common import file_data_version, png_metadata
-from pipelines.partitions import century_partitions
+from assets._common import file_data_version, png_metadata, stage_asset
 from pipelines.resources import SettingsResource
 
 
-@dg.asset(
-    partitions_def=century_partitions,
-    deps=["pretrain_corpus"],
-    group_name="training",
-    kinds={"pytorch"},
-    code_version="1",
+@stage_asset(
+    "training",
+    ["pretrain_corpus"],
+    ("pytorch",),
+    partitioned=True,
     pool="gpu",  # one finetuning step at a time per host (dagster.yaml pools); the training job adds the gpu run tag
 )
 def finetuned_model(

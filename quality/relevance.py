@@ -84,6 +84,10 @@ class TeacherRelevanceScorer:
         """The teacher's counters (calls, cache hits, parse rate) for metadata; empty when it was never opened."""
         return self.teacher.stats.to_dict() if self.teacher is not None else {}
 
+    def backend_calls(self) -> int:
+        """Calls that reached the backend (not cache hits): what `chronoprism build` adds up as teacher calls."""
+        return self.teacher.stats.counters.backend_calls if self.teacher is not None else 0
+
 
 def calibrated(p: float, prior: float) -> float:
     """P(yes) with the content-free prior divided out and renormalised against P(no)."""

@@ -8,12 +8,13 @@ Secrets are never settings: they are read from the environment by the code that 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -225,3 +226,13 @@ def _deep_merge(target: dict[str, Any], source: Mapping[str, Any]) -> None:
             _deep_merge(target[key], value)
         else:
             target[key] = value
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def config_from(config_type: type[ConfigT], section: Section, **renamed: Any) -> ConfigT:
+    """A stage's plain dataclass config filled from the settings fields of the same name, plus `renamed` values for
+    fields the settings spell differently: stage code stays free of pydantic, and the settings stay the one source."""
+    names = {field.name for field in dataclasses.fields(config_type)} & set(type(section).model_fields)
+    return config_type(**{**{name: getattr(section, name) for name in names}, **renamed})

@@ -28,6 +28,19 @@ from training.finetune import FinetuneConfig
 
 CPU_PRESETS = ("cpu-tiny", "cpu-small")
 
+# what both GPU presets share: 1024-token rows, 4 epochs (ProgressGym) under a token cap, a short warmup, and
+# evaluation / logging every so many steps
+GPU_SCHEDULE: dict[str, Any] = dict(
+    seq_len=1024,
+    max_steps=None,
+    epochs=4.0,
+    warmup_steps=20,
+    eval_interval=100,
+    eval_batches=16,
+    log_interval=10,
+    val_fraction=0.1,
+)
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The tiny random Llama on CPU, for tests and the demo: 8 rows x 128 tokens = 1,024 tokens per step; 30 steps
     # = 30,720 tokens: two epochs of a 15k-token century, ~3% of an epoch of one Bible translation (~1M tokens).
@@ -69,44 +82,30 @@ PRESETS: dict[str, dict[str, Any]] = {
     # steps; a 2B-token century hits the cap at 7,630 steps. No gradient checkpointing: 135M fits easily and
     # recomputation would cost a third of the throughput.
     "gpu-small": dict(
-        seq_len=1024,
+        **GPU_SCHEDULE,
         batch_size=32,
         grad_accum=2,
-        max_steps=None,
-        epochs=4.0,
         max_train_tokens=500_000_000,
         learning_rate=1e-4,
         min_lr=1e-5,
-        warmup_steps=20,
-        eval_interval=100,
-        eval_batches=16,
         checkpoint_interval=200,
-        log_interval=10,
         gradient_checkpointing=False,
-        val_fraction=0.1,
     ),
     # A 7-8B base (local HF dir) with LoRA rank 16 on each GPU: 8 rows x 8 accum x 1024 = 65,536 tokens per step per
     # GPU. bf16 base (16 GB) + adapters + activations under gradient checkpointing fit 80 GB. 4 epochs capped at
     # 200M tokens per century. Estimate: 6 x 8e9 = 48 GFLOP per token; at 25% MFU on an H100 (989 TFLOP/s bf16)
     # that is ~5k tokens/s, so 200M tokens take ~11 GPU-hours per century.
     "gpu-lora": dict(
-        seq_len=1024,
+        **GPU_SCHEDULE,
         batch_size=8,
         grad_accum=8,
-        max_steps=None,
-        epochs=4.0,
         max_train_tokens=200_000_000,
         lora_rank=16,
         lora_alpha=32,
         learning_rate=2e-4,
         min_lr=2e-5,
-        warmup_steps=20,
-        eval_interval=100,
-        eval_batches=16,
         checkpoint_interval=100,
-        log_interval=10,
         gradient_checkpointing=True,
-        val_fraction=0.1,
         weight_decay=0.0,
     ),
 }

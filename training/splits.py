@@ -201,19 +201,7 @@ def build_preference_pairs(rows: pl.DataFrame, candidates: pl.DataFrame, rejects
                 continue
             chosen = options[0]
             prompt = f"Situation: {situation}\nName a {label.lower()} at stake."
-        pairs.append(
-            {
-                "pair_id": stable_id(prompt, chosen["candidate_id"], bad["candidate_id"]),
-                "prompt": prompt,
-                "chosen": item_line(chosen["kind"], chosen["text"]),
-                "rejected": item_line(bad["kind"], bad["text"]),
-                "rejected_reason": reason,
-                "situation_id": bad["situation_id"],
-                "century": chosen["century"],
-                "chosen_id": chosen["candidate_id"],
-                "rejected_id": bad["candidate_id"],
-            }
-        )
+        pairs.append(preference_pair(prompt, chosen, bad, reason, bad["situation_id"]))
     pairs += off_topic_pairs(kept, {pair["situation_id"] for pair in pairs})
     return frame_of(pairs, PREFERENCE).unique(subset="pair_id", keep="first", maintain_order=True)
 
@@ -235,20 +223,23 @@ def off_topic_pairs(kept: dict[tuple[str, str], list[dict]], paired: set[str]) -
         bad = next((row for row in other if row["kind"] == chosen["kind"]), other[0])
         label = KIND_LABEL.get(chosen["kind"], chosen["kind"]).lower()
         prompt = f"Situation: {chosen['situation']}\nName a {label} at stake."
-        pairs.append(
-            {
-                "pair_id": stable_id(prompt, chosen["candidate_id"], bad["candidate_id"]),
-                "prompt": prompt,
-                "chosen": item_line(chosen["kind"], chosen["text"]),
-                "rejected": item_line(bad["kind"], bad["text"]),
-                "rejected_reason": "off_topic",
-                "situation_id": situation_id,
-                "century": chosen["century"],
-                "chosen_id": chosen["candidate_id"],
-                "rejected_id": bad["candidate_id"],
-            }
-        )
+        pairs.append(preference_pair(prompt, chosen, bad, "off_topic", situation_id))
     return pairs
+
+
+def preference_pair(prompt: str, chosen: dict, rejected: dict, reason: str, situation_id: str) -> dict:
+    """One PREFERENCE row: the prompt, both items as lines, why the rejected one lost, and their lineage ids."""
+    return {
+        "pair_id": stable_id(prompt, chosen["candidate_id"], rejected["candidate_id"]),
+        "prompt": prompt,
+        "chosen": item_line(chosen["kind"], chosen["text"]),
+        "rejected": item_line(rejected["kind"], rejected["text"]),
+        "rejected_reason": reason,
+        "situation_id": situation_id,
+        "century": chosen["century"],
+        "chosen_id": chosen["candidate_id"],
+        "rejected_id": rejected["candidate_id"],
+    }
 
 
 def build_benchmark(rows: pl.DataFrame) -> pl.DataFrame:

@@ -23,7 +23,7 @@ from quality.dedup.clusters import UnionFind, keep_rank, kept_members
 from quality.dedup.exact import exact_duplicates, exact_keys
 from quality.dedup.minhash import MinHashConfig, Shingles, ShingleSets, find_near_duplicates, shingle_hashes
 from sources.schema import DOCUMENTS, DUPLICATES, REJECTS, SNIPPET_CHARS, Reject, conform, empty, frame_of
-from sources.settings import DedupSettings
+from sources.settings import DedupSettings, config_from
 from sources.stats import StageStats
 
 log = logging.getLogger(__name__)
@@ -35,14 +35,7 @@ _META = ["doc_id", "century", "year", "n_chars"]
 
 
 def minhash_config(settings: DedupSettings) -> MinHashConfig:
-    return MinHashConfig(
-        ngram=settings.ngram,
-        bands=settings.bands,
-        rows=settings.rows,
-        seed=settings.seed,
-        jaccard_threshold=settings.jaccard_threshold,
-        max_bucket_pairs=settings.max_bucket_pairs,
-    )
+    return config_from(MinHashConfig, settings)
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from assets.publish import hf_dataset, hf_publish
 from assets.splits import benchmark, preference_pairs, sft_mixture, value_trend_data, vrd, vrd_relevant, vrd_splits
 from pipelines.checks import ASSET_CHECKS
 from pipelines.partitions import century_partitions
+from pipelines.progress import RunProgress
 from pipelines.resources import SettingsResource, TeacherResource
 from sources.schema import DOCUMENTS, VRD, VRD_CANDIDATES, VRD_SPLIT, frame_of
 from sources.storage import Store
@@ -188,11 +189,18 @@ def test_vrd_relevant_scores_unscored_candidates_with_the_configured_teacher(hom
     unscored = world["vrd_candidates"].with_columns(pl.lit(None, dtype=pl.Float64).alias("relevance"))
     store.write("vrd_candidates", unscored, "C017")
     overrides = {"filter.relevance_scorer": "teacher", "teacher.backend": "scripted"}
-    result = dg.materialize([vrd_relevant], partition_key="C017", resources=resources(**overrides))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([vrd_relevant], partition_key="C017", resources=resources(**overrides), instance=instance)
     assert result.success
     (event,) = result.asset_materializations_for_node("vrd_relevant")
     assert event.metadata["scored_by"].value == {"logprobs": unscored.height}
     assert event.metadata["teacher"].value["jobs"] == unscored.height + 3  # + the content-free question per kind
+    # relevance calls count in the build total like generation calls (metadata, then live progress lines)
+    calls = event.metadata["backend_calls"].value
+    assert calls == event.metadata["teacher"].value["backend_calls"] > 0
+    progress = RunProgress()  # what `chronoprism build` shows and adds up, fed the run's events
+    lines = [progress.feed(entry) for entry in instance.all_logs(result.run_id)]
+    assert any(line and "teacher calls" in line for line in lines) and progress.teacher_calls == calls
     assert set(event.metadata["content_free_prior"].value) == {"value", "right", "duty"}
     kept = store.read("vrd_relevant", "C017", schema=VRD_CANDIDATES)
     rejected = store.read("rejects/relevance", "C017")
