@@ -90,7 +90,7 @@ class TeacherSettings(Section):
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the API key (never the key)")
     temperature: float = Field(0.0, ge=0, description="0 = greedy: a rebuild reproduces the same answers")
     seed: int = Field(0, description="sampling seed when temperature > 0")
-    max_new_tokens: int = Field(96, ge=8, description="answer budget of a values/rights/duties call")
+    max_new_tokens: int = Field(64, ge=8, description="answer budget of one values, rights or duties call")
     situation_max_new_tokens: int = Field(40, ge=8, description="answer budget of a situation-extraction call")
     batch_size: int = Field(16, ge=1, description="requests per backend call, and per cache commit")
     max_retries: int = Field(1, ge=0, description="repair turns for unparsable answers / retries after backend errors")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from sources.schema import REJECTS, SITUATIONS, VRD_CANDIDATES, Reject, frame_of, stable_id
+from sources.schema import REJECTS, SITUATIONS, VRD_CANDIDATES, VRD_KINDS, Reject, frame_of, stable_id
 from sources.stats import StageStats
 from teacher.client import Job, JobResult, Teacher, TeacherStats
 from teacher.parse import VrdItem, parse_situations, parse_vrd
@@ -30,7 +30,7 @@ REJECT_SOURCE = "teacher"
 @dataclass(slots=True)
 class GenerationConfig:
     situation_max_new_tokens: int = 40  # two or three short phrases
-    vrd_max_new_tokens: int = 96  # about three items with one-sentence explanations
+    vrd_max_new_tokens: int = 64  # per kind: about two items with one-sentence explanations
     situations_per_passage: int = 2
     max_situations: int | None = 6  # per century (partition); None = no cap
     temperature: float = 0.0  # greedy: a rebuild reproduces the same answers
@@ -94,56 +94,67 @@ def extract_situations(passages: pl.DataFrame, teacher: Teacher, cfg: Generation
 
 
 def generate_vrd(situations: pl.DataFrame, teacher: Teacher, cfg: GenerationConfig) -> StageResult:
-    """SITUATIONS -> VRD_CANDIDATES: values, rights and duties with valence and explanation per situation.
+    """SITUATIONS -> VRD_CANDIDATES: values, rights and duties with valence and explanation per situation, one
+    teacher call per (situation, kind).
 
-    `relevance` stays null here: `vrd_relevant` scores it (teacher.scoring.score_relevance) and filters.
+    A situation is kept when any of its calls gave an item with a valence; it is rejected (the first quarantine
+    reason) only when all its calls were quarantined, else `no_valence`. `relevance` stays null here:
+    `vrd_relevant` scores it (teacher.scoring.score_relevance) and filters.
     """
     before = teacher.snapshot()
     stats = StageStats("vrd_candidates")
     stats.n_in = situations.height
-    parse = functools.partial(parse_vrd, examples=vrd_examples())
     rows = list(situations.iter_rows(named=True))
+    asked = [(row, kind) for row in rows for kind in VRD_KINDS]
     jobs = [
         Job(
             vrd_request(
-                row["situation"], max_new_tokens=cfg.vrd_max_new_tokens, temperature=cfg.temperature, seed=cfg.seed
+                row["situation"],
+                kind=kind,
+                max_new_tokens=cfg.vrd_max_new_tokens,
+                temperature=cfg.temperature,
+                seed=cfg.seed,
             ),
-            parse=parse,
+            parse=functools.partial(parse_vrd, examples=vrd_examples(), kind=kind),
             ref=row["situation_id"],
         )
-        for row in rows
+        for row, kind in asked
     ]
-    results = teacher.run(jobs)
-    valences = _fill_valences(teacher, rows, results)
+    answered = [(row, result) for (row, _), result in zip(asked, teacher.run(jobs), strict=True)]
+    valences = _fill_valences(teacher, answered)
     candidates, rejects = [], []
     no_valence = 0
-    for row, result in zip(rows, results, strict=True):
-        if not result.ok:
-            rejects.append(_quarantine(row["situation_id"], result, row["situation"]))
-            continue
-        kept = 0
-        for item in result.value:
+    by_situation: dict[str, list[JobResult]] = {}
+    for row, result in answered:
+        by_situation.setdefault(row["situation_id"], []).append(result)
+        for item in result.value if result.ok else []:
             valence = item.valence or valences.get((row["situation_id"], item.kind, item.text))
             if valence is None:
                 no_valence += 1
                 continue
             candidates.append(_candidate(row["situation_id"], item, valence, result.call_id))
-            kept += 1
-        if kept:
+    with_items = {candidate["situation_id"] for candidate in candidates}
+    for row in rows:
+        results = by_situation[row["situation_id"]]
+        failed = [result for result in results if not result.ok]
+        if row["situation_id"] in with_items:
             stats.n_out += 1
+        elif len(failed) == len(results):
+            rejects.append(_quarantine(row["situation_id"], failed[0], row["situation"]))
         else:
-            detail = result.response.text if result.response else ""
+            detail = " | ".join(result.response.text for result in results if result.ok and result.response)
             rejects.append(_reject(row["situation_id"], "no_valence", detail, row["situation"]))
     stats.measure("items_without_valence", no_valence)
+    stats.measure("kind_calls_quarantined", sum(not result.ok for _, result in answered))
     frame = frame_of(candidates, VRD_CANDIDATES).unique("candidate_id", keep="first", maintain_order=True)
     return _finish(stats, frame, rejects, teacher.snapshot() - before, _vrd_markdown(situations, frame))
 
 
-def _fill_valences(teacher: Teacher, rows: list[dict], results: list[JobResult]) -> dict[tuple[str, str, str], str]:
+def _fill_valences(teacher: Teacher, answered: list[tuple[dict, JobResult]]) -> dict[tuple[str, str, str], str]:
     """(d) ask the valence prompt for every generated item that came without a usable valence."""
     missing = [
         (row["situation_id"], row["situation"], item)
-        for row, result in zip(rows, results, strict=True)
+        for row, result in answered
         if result.ok
         for item in result.value
         if item.valence is None

@@ -13,6 +13,7 @@ Every parser returns a `ParseResult`: `ok` with the parsed value, or one of the 
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -114,6 +115,13 @@ VRD_JSON_SCHEMA: dict[str, Any] = {
     },
     "required": ["items"],
 }
+
+
+def vrd_json_schema(kind: str) -> dict[str, Any]:
+    """VRD_JSON_SCHEMA with `kind` fixed: what a per-kind VRD call may answer under constrained decoding."""
+    schema = copy.deepcopy(VRD_JSON_SCHEMA)
+    schema["properties"]["items"]["items"]["properties"]["kind"] = {"enum": [kind]}
+    return schema
 
 
 @dataclass(slots=True)
@@ -248,7 +256,7 @@ def parse_situations(text: str, *, examples: Iterable[str] = (), max_items: int 
         raw_items,
         lambda raw: Situation(situation=raw).situation,
         key=_norm,
-        is_copy=lambda s: _norm(s) in copied,
+        unwanted=lambda s: _norm(s) in copied,
         max_items=max_items,
     )
 
@@ -272,12 +280,15 @@ def _situation_items(data: Any) -> list[str] | None:
     return None
 
 
-def parse_vrd(text: str, *, examples: Iterable[tuple[str, str]] = (), max_items: int = MAX_VRD_ITEMS) -> ParseResult:
-    """A list of `VrdItem`s; invalid items and items copying a few-shot example (same text and explanation) drop."""
+def parse_vrd(
+    text: str, *, examples: Iterable[tuple[str, str]] = (), max_items: int = MAX_VRD_ITEMS, kind: str | None = None
+) -> ParseResult:
+    """A list of `VrdItem`s; invalid items and items copying a few-shot example (same text and explanation) drop.
+    With `kind` (a per-kind call), items without a kind get it and items labelled with another kind drop."""
     if not text or not text.strip():
         return ParseResult(reason=EMPTY_OUTPUT, detail="no text")
     data = extract_json(text)
-    raw_items = list(_vrd_items(data)) if data is not None else []
+    raw_items = list(_vrd_items(data, kind)) if data is not None else []
     if not raw_items:
         raw_items = scan_vrd_pairs(text)  # last resort: an answer that loops inside its first object
     if not raw_items:
@@ -289,7 +300,7 @@ def parse_vrd(text: str, *, examples: Iterable[tuple[str, str]] = (), max_items:
         raw_items,
         VrdItem.model_validate,
         key=lambda item: (item.kind, _norm(item.text)),
-        is_copy=lambda item: (_norm(item.text), _norm(item.explanation)) in copied,
+        unwanted=lambda item: (_norm(item.text), _norm(item.explanation)) in copied or kind not in (None, item.kind),
         max_items=max_items,
     )
 
@@ -298,11 +309,11 @@ def _keep_valid(
     raw_items: list[Any],
     validate: Callable[[Any], Any],
     key: Callable[[Any], Any],
-    is_copy: Callable[[Any], bool],
+    unwanted: Callable[[Any], bool],
     max_items: int,
 ) -> ParseResult:
-    """Validate items one by one: invalid ones, repeats (same `key`) and copies of a few-shot example are dropped;
-    no item left is a schema mismatch."""
+    """Validate items one by one: invalid ones, repeats (same `key`) and `unwanted` ones (copies of a few-shot
+    example, another kind than asked) are dropped; no item left is a schema mismatch."""
     kept, seen, dropped = [], set(), 0
     for raw in raw_items:
         try:
@@ -310,7 +321,7 @@ def _keep_valid(
         except ValidationError:
             dropped += 1
             continue
-        if is_copy(item) or key(item) in seen:
+        if unwanted(item) or key(item) in seen:
             dropped += 1
             continue
         seen.add(key(item))

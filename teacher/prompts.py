@@ -12,10 +12,10 @@ import dataclasses
 import json
 
 from teacher.backends.base import TeacherRequest
-from teacher.parse import SITUATIONS_JSON_SCHEMA, VRD_JSON_SCHEMA
+from teacher.parse import SITUATIONS_JSON_SCHEMA, vrd_json_schema
 
 SITUATIONS_VERSION = "situations/v1"
-VRD_VERSION = "vrd/v1"
+VRD_VERSION = "vrd/v2"  # v2: one call per kind (Kaleido's generation task), so every kind is asked for
 RELEVANCE_VERSION = "relevance/v1"
 VALENCE_VERSION = "valence/v1"
 REPAIR_VERSION = "repair/v1"
@@ -28,10 +28,16 @@ SITUATIONS_SYSTEM = (
     "that a person could judge as right or wrong, true to the passage's time. Write each as a short phrase that "
     'starts with a verb ending in -ing. Answer with JSON only: {"situations": ["..."]}'
 )
+# what each kind means, as ValuePrism defines them; the VRD prompt asks for one kind at a time
+KIND_MEANINGS = {
+    "value": "values (ideals a person may care about, such as honesty or mercy)",
+    "right": "rights (claims a person is entitled to, such as the right to life)",
+    "duty": "duties (obligations a person is bound by, such as the duty to keep a promise)",
+}
 VRD_SYSTEM = (
-    "For a situation, list the human values, rights and duties at stake. For each give its kind (value, right or "
-    "duty), a short text, its valence (supports or opposes the action, or either) and a one-sentence explanation. "
-    'Answer with JSON only: {"items": [{"kind": ..., "text": ..., "valence": ..., "explanation": ...}]}'
+    "For a situation, list the human {meaning} at stake, one to three. For each give a short text, its valence "
+    "(supports or opposes the action, or either) and a one-sentence explanation. Answer with JSON only: "
+    '{{"items": [{{"kind": "{kind}", "text": ..., "valence": ..., "explanation": ...}}]}}'
 )
 
 SITUATION_EXAMPLES: list[tuple[str, str, list[str]]] = [
@@ -61,10 +67,27 @@ VRD_EXAMPLES: list[tuple[str, list[dict[str, str]]]] = [
              "explanation": "Many hold that those with plenty should help those without."},
         ],
     ),
+    (
+        "Punishing a thief by cutting off his hand",
+        [
+            {"kind": "value", "text": "Justice", "valence": "supports",
+             "explanation": "The thief is made to answer for the wrong he did."},
+            {"kind": "value", "text": "Mercy", "valence": "opposes",
+             "explanation": "The punishment is far harsher than the theft."},
+            {"kind": "right", "text": "Right to bodily integrity", "valence": "opposes",
+             "explanation": "Maiming violates the thief's claim to an unharmed body."},
+            {"kind": "right", "text": "Right to a fair trial", "valence": "either",
+             "explanation": "The punishment is just only if his guilt was fairly proven."},
+            {"kind": "duty", "text": "Duty to uphold the law", "valence": "supports",
+             "explanation": "Judges are bound to enforce the penalties the law sets."},
+            {"kind": "duty", "text": "Duty not to harm others", "valence": "opposes",
+             "explanation": "Cutting off a hand does lasting harm to a person."},
+        ],
+    ),
 ]  # fmt: skip
 
 SITUATIONS_PREFIX = '{"situations": ["'
-VRD_PREFIX = '{"items": [{"kind": "'
+VRD_PREFIX = '{{"items": [{{"kind": "{kind}", "text": "'
 
 
 def century_phrase(century: str) -> str:
@@ -78,8 +101,12 @@ def situations_user(passage: str, century: str) -> str:
     return f"Passage from {century_phrase(century)}: {text}"
 
 
-def vrd_user(situation: str) -> str:
-    return f"Situation: {situation}"
+def vrd_user(situation: str, kind: str) -> str:
+    return f"Situation: {situation}\nWhich {kind_plural(kind)} are at stake?"
+
+
+def kind_plural(kind: str) -> str:
+    return {"value": "values", "right": "rights", "duty": "duties"}[kind]
 
 
 def few_shot(system: str, examples: list[tuple[str, str]], question: str) -> list[dict[str, str]]:
@@ -102,13 +129,22 @@ def situation_request(
     )  # fmt: skip
 
 
-def vrd_request(situation: str, *, max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> TeacherRequest:
-    """(b) values, rights and duties for one situation, each with valence and explanation."""
-    examples = [(vrd_user(s), json.dumps({"items": items})) for s, items in VRD_EXAMPLES]
-    messages = few_shot(VRD_SYSTEM, examples, vrd_user(situation))
+def vrd_request(
+    situation: str, *, kind: str = "value", max_new_tokens: int, temperature: float = 0.0, seed: int = 0
+) -> TeacherRequest:
+    """(b) the values, rights or duties (`kind`) at stake in one situation, each with valence and explanation.
+
+    One kind per call, as Kaleido's generation task asks: a small model given all three at once spends its answer
+    budget on values and rarely reaches duties. The prefix opens the first item with the kind already written."""
+    examples = [
+        (vrd_user(s, kind), json.dumps({"items": [item for item in items if item["kind"] == kind]}))
+        for s, items in VRD_EXAMPLES
+    ]
+    system = VRD_SYSTEM.format(meaning=KIND_MEANINGS[kind], kind=kind)
+    messages = few_shot(system, examples, vrd_user(situation, kind))
     return TeacherRequest(
-        messages, max_new_tokens, temperature, seed=seed, assistant_prefix=VRD_PREFIX, stop=["}]"],
-        json_schema=VRD_JSON_SCHEMA, task="vrd", prompt_version=VRD_VERSION,
+        messages, max_new_tokens, temperature, seed=seed, assistant_prefix=VRD_PREFIX.format(kind=kind),
+        stop=["}]"], json_schema=vrd_json_schema(kind), task="vrd", prompt_version=VRD_VERSION,
     )  # fmt: skip
 
 

@@ -39,28 +39,23 @@ def default_answer(request: TeacherRequest) -> str:
             for i in range(2)
         ]
         return json.dumps({"situations": situations})
-    if request.task == "vrd":
-        items = [
-            {
-                "kind": "value",
-                "text": VALUES[h % len(VALUES)],
-                "valence": "supports",
-                "explanation": "It shows care for others.",
-            },
-            {
-                "kind": "right",
+    if request.task == "vrd":  # one item of the kind the request asks for (its prefix names it)
+        asked = re.search(r'"kind": "(\w+)"', request.assistant_prefix)
+        kind = asked.group(1) if asked else "value"
+        items = {
+            "value": {"text": VALUES[h % len(VALUES)], "valence": "supports", "explanation": "It shows care."},
+            "right": {
                 "text": RIGHTS[(h >> 8) % len(RIGHTS)],
                 "valence": "either",
-                "explanation": "Someone's claim is at stake.",
+                "explanation": "A claim is at stake.",
             },
-            {
-                "kind": "duty",
+            "duty": {
                 "text": DUTIES[(h >> 16) % len(DUTIES)],
                 "valence": ("opposes", None)[(h >> 24) % 2],
                 "explanation": "An obligation pulls the other way.",
             },
-        ]
-        return json.dumps({"items": items})
+        }
+        return json.dumps({"items": [{"kind": kind, **items[kind]}]})
     if request.task == "relevance":
         return "Yes" if h % 4 else "No"
     if request.task == "valence":

@@ -69,7 +69,41 @@ def test_vrd_candidates_fill_missing_valences_and_trace_their_calls():
 
 def test_a_situation_whose_items_all_lack_a_valence_is_rejected():
     situations = situations_frame(["Forgiving a debt"])
-    answer = json.dumps({"items": [{"kind": "value", "text": "Mercy", "explanation": "x"}]})
-    teacher = Teacher(ScriptedBackend(answers=[answer, "I cannot say."], logprobs=False), None)
+
+    def respond(request):  # every kind answers without a valence; the valence question gets no usable answer
+        if request.task == "vrd":
+            kind = "duty" if '"kind": "duty"' in request.assistant_prefix else "value"
+            return json.dumps({"items": [{"kind": kind, "text": f"Some {kind}", "explanation": "x"}]})
+        return "I cannot say."
+
+    teacher = Teacher(ScriptedBackend(responder=respond, logprobs=False), None)
     result = generate_vrd(situations, teacher, GenerationConfig())
     assert result.frame.is_empty() and dict(result.stats.rejected) == {"no_valence": 1}
+
+
+def test_vrd_asks_each_kind_once_and_drops_items_of_another_kind():
+    situations = situations_frame(["Forgiving a debt", "Breaking an oath"])
+
+    def respond(request):
+        kind = next(k for k in ("value", "right", "duty") if f'"kind": "{k}"' in request.assistant_prefix)
+        if kind == "right":  # a drifting answer: a value labelled as such, where rights were asked for
+            return json.dumps({"items": [{"kind": "value", "text": "Mercy", "valence": "supports"}]})
+        if kind == "duty" and any("oath" in message["content"] for message in request.messages):
+            return "not json at all"  # quarantined: the other kinds still keep the situation
+        return json.dumps({"items": [{"text": f"A {kind}", "valence": "either", "explanation": "e"}]})
+
+    backend = ScriptedBackend(responder=respond)
+    result = generate_vrd(situations, Teacher(backend, None), GenerationConfig())
+    vrd_requests = [r for r in backend.requests if r.task == "vrd" and "repair" not in r.prompt_version]
+    assert len(vrd_requests) == 6 and all("Which" in r.messages[-1]["content"] for r in vrd_requests)
+    assert {r.json_schema["properties"]["items"]["items"]["properties"]["kind"]["enum"][0] for r in vrd_requests} == {
+        "value",
+        "right",
+        "duty",
+    }
+    frame = result.frame.sort("situation_id", "kind")
+    assert frame["kind"].to_list().count("right") == 0  # the mislabelled answer dropped, not relabelled
+    assert frame.group_by("situation_id").len()["len"].sort().to_list() == [1, 2]  # oath: value only
+    assert result.stats.n_out == 2 and result.rejects.is_empty()
+    # both rights calls left no item (quarantined after repair), and the oath's duty call never parsed
+    assert result.stats.metrics["kind_calls_quarantined"].total == 3
