@@ -88,6 +88,7 @@ TEACHER_CALLS = {
 PRETRAIN = {"text": pl.String, "doc_id": pl.String, "year": pl.Int32, "source": pl.String, "date_method": pl.String}
 
 VRD_KINDS = ("value", "right", "duty")
+VRD_KIND_PLURALS = {"value": "values", "right": "rights", "duty": "duties"}
 VALENCES = ("supports", "opposes", "either")
 
 

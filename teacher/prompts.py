@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from sources.schema import VRD_KIND_PLURALS
 from teacher.backends.base import TeacherRequest
 from teacher.parse import SITUATIONS_JSON_SCHEMA, vrd_json_schema
 
@@ -102,11 +103,7 @@ def situations_user(passage: str, century: str) -> str:
 
 
 def vrd_user(situation: str, kind: str) -> str:
-    return f"Situation: {situation}\nWhich {kind_plural(kind)} are at stake?"
-
-
-def kind_plural(kind: str) -> str:
-    return {"value": "values", "right": "rights", "duty": "duties"}[kind]
+    return f"Situation: {situation}\nWhich {VRD_KIND_PLURALS[kind]} are at stake?"
 
 
 def few_shot(system: str, examples: list[tuple[str, str]], question: str) -> list[dict[str, str]]:

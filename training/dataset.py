@@ -147,9 +147,9 @@ def render_card(tables: Tables, files: Mapping[str, Mapping[str, str]], info: Ca
         "century was estimated by chronoprism's date classifier (opt-in) rather than read from metadata; they carry "
         "`date_method = \"estimated\"` in the `pretrain` config, so `ds.filter(lambda r: r['date_method'] != "
         "'estimated')` excludes them.",
-        "## Data-side value trend\n\nThe most frequent values per century in the data itself (before any model is "
-        "trained), with the share of that century's situations naming them and their valence shares. Full table: "
-        "the `value_trend` config.\n\n"
+        "## Data-side value trend\n\nThe most frequent values, rights and duties per century in the data itself "
+        "(before any model is trained), with the share of that century's situations naming them and their valence "
+        "shares. Full table: the `value_trend` config.\n\n"
         + trend_markdown(
             tables.get("value_trend", {}).get(
                 "trend", pl.DataFrame(schema={"century": pl.String, "kind": pl.String, "rank": pl.Int32})

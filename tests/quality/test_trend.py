@@ -27,8 +27,15 @@ def test_counts_shares_and_valence_by_century_with_normalised_items():
     assert value_trend(rows(), top_k=1).filter(pl.col("kind") == "value").height == 2
 
 
-def test_plot_is_a_png_and_markdown_lists_top_items():
+def png_height(png: bytes) -> int:
+    return int.from_bytes(png[20:24], "big")  # the IHDR chunk: width at 16, height at 20
+
+
+def test_plot_is_a_png_with_a_row_per_kind_and_markdown_lists_top_items_of_each_kind():
     trend = value_trend(rows())
-    assert plot_value_trend(trend)[:8] == b"\x89PNG\r\n\x1a\n"
+    every_kind, values_only = plot_value_trend(trend), plot_value_trend(trend, kinds=("value",))
+    assert every_kind[:8] == b"\x89PNG\r\n\x1a\n" and png_height(every_kind) > png_height(values_only)
     assert plot_value_trend(trend.head(0))[:4] == b"\x89PNG"
-    assert "| C020 | 1 |" in trend_markdown(trend)
+    table = trend_markdown(trend)
+    assert "| C020 | value | 1 |" in table and "| C020 | duty | 1 | duty to vote |" in table
+    assert table.index("| C017 | value | 1 |") < table.index("| C020 | value | 1 |") < table.index("| C020 | duty |")
