@@ -20,13 +20,11 @@ def assemble_documents(raw_tables: list[pl.DataFrame], century: str) -> tuple[pl
     first_order = repeated.group_by("doc_id").agg(pl.col("_order").min().alias("_first"))
     dropped = repeated.join(first_order, on="doc_id").filter(pl.col("_order") != pl.col("_first"))
     rejects = [
-        Reject.of(
-            row_ref=row["doc_id"],
-            source=row["source"],
+        Reject.of_document(
+            row,
             stage=STAGE,
             reason="duplicate_id",
             detail=f"{row['source']} id {row['source_doc_id']!r} was ingested twice",
-            text=row["text"],
         )
         for row in dropped.iter_rows(named=True)
     ]

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -127,6 +128,13 @@ class Reject:
     @classmethod
     def of(cls, *, row_ref: str, source: str, stage: str, reason: str, detail: str = "", text: str = "") -> Reject:
         return cls(row_ref=row_ref, source=source, stage=stage, reason=reason, detail=detail, snippet=snippet_of(text))
+
+    @classmethod
+    def of_document(cls, row: Mapping[str, Any], *, stage: str, reason: str, detail: str = "") -> Reject:
+        """A document row (doc_id, source, text: DOCUMENTS, PRETRAIN) dropped by `stage`."""
+        return cls.of(
+            row_ref=row["doc_id"], source=row["source"], stage=stage, reason=reason, detail=detail, text=row["text"]
+        )
 
 
 def snippet_of(text: str | bytes | None) -> str:

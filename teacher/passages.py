@@ -141,13 +141,8 @@ def select_passages(
             chunks.append(Candidate(-salience, stable_id(cfg.seed, passage_id), doc_id, span, passage_id))
         if not chunks:
             rejects.append(
-                Reject.of(
-                    row_ref=doc_id,
-                    source=row["source"],
-                    stage=STAGE,
-                    reason="too_short",
-                    detail=f"no chunk of >= {cfg.min_chars} chars",
-                    text=text,
+                Reject.of_document(
+                    row, stage=STAGE, reason="too_short", detail=f"no chunk of >= {cfg.min_chars} chars"
                 )
             )
             continue
@@ -173,13 +168,11 @@ def select_passages(
     for row in rows:
         if row["doc_id"] not in used and row["doc_id"] not in rejected:
             rejects.append(
-                Reject.of(
-                    row_ref=row["doc_id"],
-                    source=row["source"],
+                Reject.of_document(
+                    row,
                     stage=STAGE,
                     reason="not_selected",
                     detail=f"the {cfg.per_century} passages of {century} went to other documents",
-                    text=row["text"],
                 )
             )
     for reject in rejects:

@@ -128,16 +128,14 @@ def drop_duplicates(docs: pl.DataFrame, duplicates: pl.DataFrame) -> DedupResult
     for row in view.iter_rows(named=True):
         stats.reject(row["reason"])
         rejects.append(
-            Reject.of(
-                row_ref=row["doc_id"],
-                source=row["source"],
+            Reject.of_document(
+                row,
                 stage=STAGE,
                 reason=row["reason"],
                 detail=(
                     f"kept_doc_id={row['kept_doc_id']} kept_century={row['kept_century']} "
                     f"kept_year={row['kept_year']} jaccard={row['similarity']:.3f}"
                 ),
-                text=row["text"],
             )
         )
     return DedupResult(kept.select(list(DOCUMENTS)), frame_of(rejects, REJECTS), stats.check())
