@@ -11,6 +11,10 @@ data/value_trend/trend.parquet              the data-side value trend
 ```
 The directory is built beside the old one and swapped in, so a reader never sees half a dataset. Nothing in it
 depends on the clock: the same tables give byte-identical files, which is what makes publishing idempotent.
+
+The card's YAML also carries the Hub's `dataset_info` per config (rows and bytes per split, file and data sizes).
+`datasets` keys its cache of a local directory on that metadata, not on the files: without it, a rebuilt dataset in
+a directory of the same name would load the previous build's rows from the cache.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import polars as pl
 import yaml
 
 from quality.trend import trend_markdown
+from sources.schema import VRD_KIND_PLURALS
 
 # config name -> data/<folder>
 CONFIG_FOLDERS = {
@@ -39,7 +44,6 @@ CONFIG_FOLDERS = {
     "value_trend": "value_trend",
 }
 
-PLURAL = {"value": "values", "right": "rights", "duty": "duties"}
 Tables = Mapping[str, Mapping[str, pl.DataFrame]]  # config -> split -> rows
 
 
@@ -100,7 +104,8 @@ def write_dataset(out_dir: Path, tables: Tables, info: CardInfo) -> list[Path]:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 frame.write_parquet(path, compression="zstd", statistics=True)
                 written.setdefault(config, {})[split] = relative
-        (staging / "README.md").write_text(render_card(tables, written, info), encoding="utf-8")
+        infos = [dataset_info(staging, config, splits, tables[config]) for config, splits in written.items()]
+        (staging / "README.md").write_text(render_card(tables, written, info, infos), encoding="utf-8")
         _swap(staging, out_dir)
     finally:
         if staging.exists():
@@ -120,8 +125,33 @@ def _swap(new: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
-def render_card(tables: Tables, files: Mapping[str, Mapping[str, str]], info: CardInfo) -> str:
-    """The dataset card: YAML header with `configs:`, then what is in it and how it was built."""
+def dataset_info(
+    root: Path, config: str, files: Mapping[str, str], splits: Mapping[str, pl.DataFrame]
+) -> dict[str, Any]:
+    """One config's `dataset_info` card entry with the Hub's standard keys only (its YAML validation may refuse
+    others): rows and Arrow bytes per split, the parquet bytes (`download_size`) and Arrow bytes (`dataset_size`).
+    A rebuild that changes rows changes these numbers, and with them the key `datasets` caches the config by."""
+    split_sizes, download_size = [], 0
+    for split, relative in sorted(files.items()):
+        download_size += (root / relative).stat().st_size
+        frame = splits[split]
+        split_sizes.append({"name": split, "num_bytes": frame.to_arrow().nbytes, "num_examples": frame.height})
+    return {
+        "config_name": config,
+        "splits": split_sizes,
+        "download_size": download_size,
+        "dataset_size": sum(split["num_bytes"] for split in split_sizes),
+    }
+
+
+def render_card(
+    tables: Tables,
+    files: Mapping[str, Mapping[str, str]],
+    info: CardInfo,
+    infos: list[dict[str, Any]] | None = None,
+) -> str:
+    """The dataset card: YAML header with `configs:` (and `dataset_info`), then what is in it and how it was
+    built."""
     header = {
         "license": info.license,
         "language": ["en"],
@@ -132,6 +162,8 @@ def render_card(tables: Tables, files: Mapping[str, Mapping[str, str]], info: Ca
             for config, splits in files.items()
         ],
     }
+    if infos:
+        header["dataset_info"] = infos
     sections = [
         "---\n" + yaml.safe_dump(header, sort_keys=False) + "---",
         f"# {info.name}",
@@ -190,7 +222,7 @@ def _century_table(tables: Tables) -> str:
         for century, n in rows.group_by("century").agg(pl.col("situation_id").n_unique()).iter_rows():
             stats.setdefault(century, {})["situations"] = n
         for century, kind, n in rows.group_by("century", "kind").len().iter_rows():
-            stats.setdefault(century, {})[PLURAL.get(kind, kind)] = n
+            stats.setdefault(century, {})[VRD_KIND_PLURALS.get(kind, kind)] = n
     bench = tables.get("benchmark", {}).get("test")
     if bench is not None:
         for century, n in bench.group_by("century").len().iter_rows():

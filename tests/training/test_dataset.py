@@ -90,3 +90,26 @@ def test_load_dataset_reads_every_config_offline(tmp_path):
     assert vrd["test"][0]["text"] == "Pay | fairly"
     pretrain = datasets.load_dataset(str(out), "pretrain", cache_dir=str(tmp_path / "cache"))
     assert pretrain["C017"][0]["year"] == 1650
+
+
+def test_a_rebuilt_dataset_never_loads_from_the_previous_builds_cache(tmp_path):
+    """`datasets` caches a local directory by its name and card metadata; the card's dataset_info changes with the
+    files, so a second build in another directory of the same name (or in place) loads its own rows."""
+    import datasets
+
+    cache = str(tmp_path / "hf-cache")
+    first, second = tmp_path / "a" / "chronoprism", tmp_path / "b" / "chronoprism"
+    write_dataset(first, tables(), INFO)
+    assert datasets.load_dataset(str(first), "vrd", cache_dir=cache)["train"][0]["text"] == "Mercy"
+    changed = dict(tables())
+    changed["vrd"] = {**changed["vrd"], "train": changed["vrd"]["train"].with_columns(pl.lit("Charity").alias("text"))}
+    write_dataset(second, changed, INFO)
+    assert datasets.load_dataset(str(second), "vrd", cache_dir=cache)["train"][0]["text"] == "Charity"
+    grown = dict(tables())
+    grown["pretrain"] = {"C017": pl.concat([tables()["pretrain"]["C017"]] * 3)}
+    write_dataset(first, grown, INFO)
+    assert datasets.load_dataset(str(first), "pretrain", cache_dir=cache)["C017"].num_rows == 3
+    header = yaml.safe_load((first / "README.md").read_text().split("---")[1])
+    (pretrain_info,) = [entry for entry in header["dataset_info"] if entry["config_name"] == "pretrain"]
+    assert pretrain_info["splits"] == [{"name": "C017", "num_bytes": pretrain_info["dataset_size"], "num_examples": 3}]
+    assert pretrain_info["download_size"] == (first / "data" / "pretrain" / "C017.parquet").stat().st_size
