@@ -106,6 +106,7 @@ def generate_vrd(situations: pl.DataFrame, teacher: Teacher, cfg: GenerationConf
     stats.n_in = situations.height
     rows = list(situations.iter_rows(named=True))
     asked = [(row, kind) for row in rows for kind in VRD_KINDS]
+    parsers = {kind: functools.partial(parse_vrd, examples=vrd_examples(), kind=kind) for kind in VRD_KINDS}
     jobs = [
         Job(
             vrd_request(
@@ -115,7 +116,7 @@ def generate_vrd(situations: pl.DataFrame, teacher: Teacher, cfg: GenerationConf
                 temperature=cfg.temperature,
                 seed=cfg.seed,
             ),
-            parse=functools.partial(parse_vrd, examples=vrd_examples(), kind=kind),
+            parse=parsers[kind],
             ref=row["situation_id"],
         )
         for row, kind in asked
