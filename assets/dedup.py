@@ -14,6 +14,7 @@ from quality.dedup.documents import drop_duplicates, find_duplicates, minhash_co
 from quality.pretrain import build_pretrain, century_bar_chart
 from quality.tokens import teacher_tokenizer
 from sources.schema import DOCUMENTS, DUPLICATES
+from sources.stats import StageStats
 
 PREVIEW_COLUMNS = ["source", "title", "year", "n_chars", "text"]
 DUPLICATES_TABLE = "near_duplicate_clusters"
@@ -83,3 +84,39 @@ def pretrain_corpus(context: dg.AssetExecutionContext, settings: SettingsResourc
         "chart": png_metadata(century_bar_chart(per_century, century)),
     }
     return stage_result(result.stats, result.corpus, path, ["source", "year", "text"], extra=extra)
+
+
+CLUSTER_REPORT_TABLE = "near_duplicate_cluster_report"
+
+
+@stage_asset("quality", [DUPLICATES_TABLE, "documents_clean"], ("polars", "parquet", "matplotlib"))
+def near_duplicate_cluster_report(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+    """[issue 18] One row per near-duplicate cluster (kept document + its copies): size, centuries and sources of
+    the members, lowest Jaccard; a histogram of cluster sizes in the metadata. The check
+    `near_duplicate_cluster_report_size` warns when one cluster is too large (`dedup.cluster_warn_*`)."""
+    from quality.dedup.cluster_report import cluster_report, cluster_size_histogram
+    from sources.storage import write_bytes_atomic
+
+    store = settings.store()
+    duplicates = store.read(DUPLICATES_TABLE, schema=DUPLICATES)
+    lazy = store.scan("documents_clean")
+    members = pl.concat([duplicates["doc_id"], duplicates["kept_doc_id"]]).unique()
+    sources = (
+        lazy.select("doc_id", "source").filter(pl.col("doc_id").is_in(members.to_list())).collect()
+        if lazy is not None
+        else pl.DataFrame(schema={"doc_id": pl.String, "source": pl.String})
+    )
+    report = cluster_report(duplicates, sources)
+    path = store.write(CLUSTER_REPORT_TABLE, report)
+    png = cluster_size_histogram(report)
+    plot_path = write_bytes_atomic(store.home / "reports" / f"{CLUSTER_REPORT_TABLE}.png", png)
+    stats = StageStats(CLUSTER_REPORT_TABLE, n_in=report.height, n_out=report.height).check()
+    extra = {
+        "clusters": report.height,
+        "largest_cluster": int(report["size"].max() or 0) if report.height else 0,
+        "cross_century_clusters": int((report["n_centuries"] > 1).sum()),
+        "histogram": png_metadata(png),
+        "plot_path": dg.MetadataValue.path(str(plot_path)),
+    }
+    preview = ["size", "centuries", "sources", "min_similarity", "cluster_id"]
+    return stage_result(stats, report, path, preview, extra=extra)

@@ -9,10 +9,12 @@ from assets._common import png_metadata, report_teacher_progress, stage_asset, s
 from pipelines.concurrency import TEACHER_POOL
 from pipelines.resources import SettingsResource, TeacherResource
 from quality.decontam import decontaminate
+from quality.human_review import apply_human_review
 from quality.relevance import TeacherRelevanceScorer, filter_relevance
 from quality.trend import plot_value_trend, value_trend
 from quality.vrd_dedup import VrdDedupConfig, dedup_vrd
 from sources.schema import (
+    HUMAN_REVIEW,
     PASSAGES,
     SITUATIONS,
     VRD,
@@ -108,12 +110,14 @@ def embedder():
     return embed
 
 
-@stage_asset("splits", ["vrd", "situations", "passages"], reads="publish.filter")
+@stage_asset("splits", ["vrd", "situations", "passages", "human_review"], reads="publish.filter")
 def vrd_splits(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """ValuePrism-like rows (situation, kind, text, valence, explanation) with lineage ids, split train /
     validation / test by a hash of situation_id: new data never moves an existing situation."""
     config, store = settings.get(), settings.store()
     kept = store.read_all("vrd", schema=VRD)
+    kept, human_rejects = apply_human_review(kept, store.read("human_review", schema=HUMAN_REVIEW, missing_ok=True))
+    store.write_rejects("human_review", human_rejects)  # [issue 18] items judged wrong in Label Studio
     situations = store.read_all("situations", schema=SITUATIONS)
     passages = store.read_all("passages", schema=PASSAGES)
     rows = build_vrd_rows(kept, situations, passages, split_config(config))
@@ -122,6 +126,9 @@ def vrd_splits(context: dg.AssetExecutionContext, settings: SettingsResource) ->
     stats = StageStats("vrd_splits", n_in=kept.height, n_out=rows.height)
     if kept.height > rows.height:
         stats.reject("no_situation", kept.height - rows.height)
+    if human_rejects.height:  # [issue 18]
+        stats.n_in += human_rejects.height
+        stats.reject("human_rejected", human_rejects.height)
     situations_per_split = dict(rows.group_by("split").agg(pl.col("situation_id").n_unique()).iter_rows())
     return stage_result(
         stats.check(),

@@ -137,3 +137,45 @@ ASSET_CHECKS: list[dg.AssetChecksDefinition] = [
     table_check(asset, level) for asset in GATED_ASSETS for level in ("blocking", "warn")
 ]
 ASSET_CHECKS += DATING_CHECKS  # [issue 9] documents whose metadata century the date estimator disputes (warn)
+
+
+# [issue 18] one cluster swallowing a partition (MinHash on templated text) is a warning, never a gate
+@dg.asset_check(
+    asset="near_duplicate_cluster_report",
+    name="near_duplicate_cluster_report_size",
+    blocking=False,
+    description="Warns when a near-duplicate cluster exceeds dedup.cluster_warn_size members or holds more than "
+    "dedup.cluster_warn_share of one century's cleaned documents; names each such cluster.",
+)
+def near_duplicate_cluster_size(
+    context: dg.AssetCheckExecutionContext, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    from quality.dedup.cluster_report import ClusterLimits, oversized_clusters
+    from sources.schema import CLUSTER_REPORT
+
+    config = settings.get()
+    store = Store(config.home_path)
+    report = store.read("near_duplicate_cluster_report", schema=CLUSTER_REPORT, missing_ok=True)
+    docs_per_century = {c: store.scan("documents_clean", [c]).select(pl.len()).collect().item()
+                        for c in store.partitions("documents_clean")}
+    limits = ClusterLimits(config.dedup.cluster_warn_size, config.dedup.cluster_warn_share)
+    found = oversized_clusters(report, docs_per_century, limits)
+    for cluster in found:
+        context.log.warning(cluster.describe())
+    return dg.AssetCheckResult(
+        passed=not found,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(c.describe() for c in found[:5]) or f"{report.height} clusters, none oversized",
+        metadata={
+            "oversized": dg.MetadataValue.json(
+                [{"cluster_id": c.cluster_id, "size": c.size, "century": c.century, "share": round(c.share, 4),
+                  "rule": c.rule} for c in found[:DETAILS_SHOWN]]
+            ),
+            "n_oversized": dg.MetadataValue.int(len(found)),
+            "max_size": dg.MetadataValue.json(limits.max_size),
+            "max_share": dg.MetadataValue.json(limits.max_share),
+        },
+    )
+
+
+ASSET_CHECKS.append(near_duplicate_cluster_size)

@@ -5,6 +5,8 @@ chronoprism status [--json]
 chronoprism ui [--port 3000]
 chronoprism publish [--repo-id USER/NAME] [--dry-run]
 chronoprism date FILE... [--json]
+chronoprism why ID | --text TEXT [--json]
+chronoprism review export [--n N] [--stratify century,kind] | review import FILE
 """
 
 from __future__ import annotations
@@ -231,6 +233,43 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_why(args: argparse.Namespace) -> int:
+    """[issue 18] The chain of one row (any id, or --text) from its source to the published dataset."""
+    from pipelines.why import Lineage, render
+    from sources.settings import Settings
+
+    if not args.id and not args.text:
+        print("chronoprism why: give an ID or --text TEXT", file=sys.stderr)
+        return 2
+    settings = Settings.load()
+    lineage = Lineage(settings.home_path, relevance_threshold=settings.filter.relevance_threshold)
+    explanation = lineage.explain_text(args.text) if args.text else lineage.explain(args.id)
+    if args.json:
+        print(json.dumps(explanation.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(render(explanation))
+    return 0 if explanation.id is not None else 1
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """[issue 18] The human review loop: export Label Studio tasks, import a Label Studio JSON export."""
+    from pipelines.review import export_review, import_review
+    from sources.settings import Settings
+
+    home = Settings.load().home_path
+    if args.review_command == "export":
+        out = Path(args.out).expanduser().resolve() if args.out else home / "review" / "export"
+        summary = export_review(home, args.n, [c for c in args.stratify.split(",") if c], out, args.seed)
+        print(json.dumps(summary, indent=2))
+        print(f"Label Studio: create a project with {out / 'label_config.xml'}, import {out / 'tasks.json'}, "
+              "annotate, export as JSON, then `chronoprism review import FILE`.")
+        return 0 if summary["tasks"] else 1
+    summary = import_review(home, Path(args.file))
+    print(json.dumps(summary, indent=2))
+    print("run `chronoprism build` to drop the items judged wrong and refresh the card's agreement table")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chronoprism", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -277,6 +316,24 @@ def build_parser() -> argparse.ArgumentParser:
     date.add_argument("--json", action="store_true", help="machine-readable output")
     date.add_argument("--set", action="append", metavar="KEY=VALUE", help="settings override (JSON values)")
     date.set_defaults(func=cmd_date)  # [issue 9]
+
+    why = sub.add_parser("why", help="why is this row here? its chain from source file to published split")
+    why.add_argument("id", nargs="?", help="any id: document (or source id like kjv/01.001), passage, situation, "
+                     "candidate, sft example, preference pair, teacher call; a unique prefix is enough")
+    why.add_argument("--text", help="find the row by (a literal piece of) its text instead")
+    why.add_argument("--json", action="store_true", help="machine-readable output")
+    why.set_defaults(func=cmd_why)  # [issue 18]
+
+    review = sub.add_parser("review", help="human review loop with Label Studio (export tasks, import judgements)")
+    review_sub = review.add_subparsers(dest="review_command", required=True)
+    export = review_sub.add_parser("export", help="label config + tasks for a stratified sample of published items")
+    export.add_argument("--n", type=int, default=100, help="items to sample (spread evenly over the strata)")
+    export.add_argument("--stratify", default="century,kind", help="comma-separated columns, e.g. century,kind")
+    export.add_argument("--out", help="output directory (default <home>/review/export)")
+    export.add_argument("--seed", type=int, default=0, help="sampling seed")
+    imported = review_sub.add_parser("import", help="read a Label Studio JSON export into human_review")
+    imported.add_argument("file", help="the JSON export file")
+    review.set_defaults(func=cmd_review)  # [issue 18]
     return parser
 
 

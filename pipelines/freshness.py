@@ -48,6 +48,7 @@ SECTIONS_BY_GROUP: dict[str, tuple[str, ...]] = {
 # fields that change how fast a stage runs, not what it writes
 RUNTIME_ONLY_FIELDS: dict[str, tuple[str, ...]] = {
     "teacher": ("concurrency", "timeout_s", "http_retries", "retry_backoff_s", "torch_threads", "models_dir"),
+    "dedup": ("cluster_warn_size", "cluster_warn_share"),  # [issue 18] only the cluster check's warning limits
 }
 # check executions read per check; a partition last written before the newest 500 is checked again (rerun)
 CHECK_HISTORY = 500

@@ -302,3 +302,32 @@ VALUE_TREND_MODEL = {
     "data_opposes": pl.Float64,
     "data_either": pl.Float64,
 }
+
+# [issue 18] near_duplicate_cluster_report: one row per near-duplicate cluster (the kept document plus every copy
+# DUPLICATES names for it), largest first; `largest_century` holds most members (the oversized-cluster check's share)
+CLUSTER_REPORT = {
+    "cluster_id": pl.String,  # the kept doc_id
+    "size": pl.Int64,  # members, kept one included
+    "kept_century": pl.String,
+    "n_centuries": pl.Int64,
+    "centuries": pl.String,  # comma-joined, sorted
+    "sources": pl.String,  # comma-joined, sorted
+    "min_similarity": pl.Float64,  # lowest Jaccard of a dropped member to its kept copy (1.0: exact copies only)
+    "largest_century": pl.String,
+    "largest_century_members": pl.Int64,
+}
+
+# [issue 18] human_review: one row per published VRD item judged in Label Studio (the latest judgement counts)
+HUMAN_REVIEW = {
+    "candidate_id": pl.String,
+    "century": pl.String,
+    "kind": pl.String,
+    "relevant": pl.Boolean,
+    "valence_right": pl.Boolean,
+    "explanation_right": pl.Boolean,
+    "accepted": pl.Boolean,  # all three yes; an item not accepted is dropped from the next build (human_rejected)
+    "annotator": pl.String,
+    "annotated_at": pl.String,
+    "label_studio_task": pl.Int64,
+    "origin": pl.String,  # the export file it came from
+}

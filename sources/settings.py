@@ -75,6 +75,11 @@ class DedupSettings(Section):
     max_bucket_pairs: int = Field(32, description="buckets up to this size are verified all-pairs, larger as a chain")
     semantic_threshold: float = Field(0.95, description="cosine at/above which two passages are duplicates")
     semantic_block_size: int = Field(1024, description="rows per block of the blocked cosine (memory ~ block^2)")
+    # [issue 18] the near_duplicate_cluster_report check warns (never blocks) above either limit; None turns it off
+    cluster_warn_size: int | None = Field(50, description="warn when a near-duplicate cluster has more members")
+    cluster_warn_share: float | None = Field(
+        0.2, description="warn when one cluster holds more than this share of a century's cleaned documents"
+    )
 
 
 class TeacherSettings(Section):

