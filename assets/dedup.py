@@ -90,7 +90,9 @@ CLUSTER_REPORT_TABLE = "near_duplicate_cluster_report"
 
 
 @stage_asset("quality", [DUPLICATES_TABLE, "documents_clean"], ("polars", "parquet", "matplotlib"))
-def near_duplicate_cluster_report(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+def near_duplicate_cluster_report(
+    context: dg.AssetExecutionContext, settings: SettingsResource
+) -> dg.MaterializeResult:
     """[issue 18] One row per near-duplicate cluster (kept document + its copies): size, centuries and sources of
     the members, lowest Jaccard; a histogram of cluster sizes in the metadata. The check
     `near_duplicate_cluster_report_size` warns when one cluster is too large (`dedup.cluster_warn_*`)."""

@@ -156,8 +156,10 @@ def near_duplicate_cluster_size(
     config = settings.get()
     store = Store(config.home_path)
     report = store.read("near_duplicate_cluster_report", schema=CLUSTER_REPORT, missing_ok=True)
-    docs_per_century = {c: store.scan("documents_clean", [c]).select(pl.len()).collect().item()
-                        for c in store.partitions("documents_clean")}
+    docs_per_century = {
+        c: store.scan("documents_clean", [c]).select(pl.len()).collect().item()
+        for c in store.partitions("documents_clean")
+    }
     limits = ClusterLimits(config.dedup.cluster_warn_size, config.dedup.cluster_warn_share)
     found = oversized_clusters(report, docs_per_century, limits)
     for cluster in found:
@@ -168,12 +170,19 @@ def near_duplicate_cluster_size(
         description="; ".join(c.describe() for c in found[:5]) or f"{report.height} clusters, none oversized",
         metadata={
             "oversized": dg.MetadataValue.json(
-                [{"cluster_id": c.cluster_id, "size": c.size, "century": c.century, "share": round(c.share, 4),
-                  "rule": c.rule} for c in found[:DETAILS_SHOWN]]
+                [
+                    {
+                        "cluster_id": c.cluster_id,
+                        "size": c.size,
+                        "century": c.century,
+                        "share": round(c.share, 4),
+                        "rule": c.rule,
+                    }
+                    for c in found[:DETAILS_SHOWN]
+                ]
             ),
             "n_oversized": dg.MetadataValue.int(len(found)),
-            "max_size": dg.MetadataValue.json(limits.max_size),
-            "max_share": dg.MetadataValue.json(limits.max_share),
+            "limits": dg.MetadataValue.json({"max_size": limits.max_size, "max_share": limits.max_share}),
         },
     )
 

@@ -261,8 +261,10 @@ def cmd_review(args: argparse.Namespace) -> int:
         out = Path(args.out).expanduser().resolve() if args.out else home / "review" / "export"
         summary = export_review(home, args.n, [c for c in args.stratify.split(",") if c], out, args.seed)
         print(json.dumps(summary, indent=2))
-        print(f"Label Studio: create a project with {out / 'label_config.xml'}, import {out / 'tasks.json'}, "
-              "annotate, export as JSON, then `chronoprism review import FILE`.")
+        print(
+            f"Label Studio: create a project with {out / 'label_config.xml'}, import {out / 'tasks.json'}, "
+            "annotate, export as JSON, then `chronoprism review import FILE`."
+        )
         return 0 if summary["tasks"] else 1
     summary = import_review(home, Path(args.file))
     print(json.dumps(summary, indent=2))
@@ -318,8 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     date.set_defaults(func=cmd_date)  # [issue 9]
 
     why = sub.add_parser("why", help="why is this row here? its chain from source file to published split")
-    why.add_argument("id", nargs="?", help="any id: document (or source id like kjv/01.001), passage, situation, "
-                     "candidate, sft example, preference pair, teacher call; a unique prefix is enough")
+    why.add_argument(
+        "id",
+        nargs="?",
+        help="any id: document (or source id like kjv/01.001), passage, situation, "
+        "candidate, sft example, preference pair, teacher call; a unique prefix is enough",
+    )
     why.add_argument("--text", help="find the row by (a literal piece of) its text instead")
     why.add_argument("--json", action="store_true", help="machine-readable output")
     why.set_defaults(func=cmd_why)  # [issue 18]

@@ -169,10 +169,7 @@ def _id_rows(path: Path, table: str, partition: str) -> pl.DataFrame | None:
         return None
     frame = pl.read_parquet(path, columns=columns)
     parts = [
-        frame.select(pl.col(c).cast(pl.String).alias("id"))
-        .drop_nulls()
-        .unique()
-        .with_columns(pl.lit(c).alias("col"))
+        frame.select(pl.col(c).cast(pl.String).alias("id")).drop_nulls().unique().with_columns(pl.lit(c).alias("col"))
         for c in columns
     ]
     out = pl.concat(parts)

@@ -100,8 +100,13 @@ def read_imports(home: Path) -> ImportResult:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             from sources.schema import Reject, frame_of
 
-            reject = Reject.of(row_ref=path.name, source=path.name, stage="human_review", reason="unreadable_export",
-                               detail=str(error)[:200])  # fmt: skip
+            reject = Reject.of(
+                row_ref=path.name,
+                source=path.name,
+                stage="human_review",
+                reason="unreadable_export",
+                detail=str(error)[:200],
+            )
             rejects.append(frame_of([reject], REJECTS))
             stats.n_in += 1
             stats.reject("unreadable_export")

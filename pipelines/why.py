@@ -122,7 +122,11 @@ class Lineage:
             ids = self.index.locate_prefix(query) or ids
         locations = self.index.locate(ids[:1])
         for column, table, kind in KIND_BY_COLUMN:
-            if any(loc.column == column and (table is None or loc.table == table) for loc in locations):
+            hits = [loc for loc in locations if loc.column == column and (table is None or loc.table == table)]
+            if hits and column == "source_doc_id":  # the source's own id: answer with the doc_id
+                row = pl.scan_parquet(hits[0].path).filter(pl.col(column) == ids[0]).select("doc_id").collect()
+                return kind, row["doc_id"][0], ids
+            if hits:
                 return kind, ids[0], ids
         if cached_calls(self.home, ids[:1]):
             return "teacher_call", ids[0], ids
@@ -195,6 +199,14 @@ class Lineage:
         ):
             step = self._stage_step(doc_id, stage, table, "doc_id", reject_stage)
             steps.append(step)
+            if step.status == "dropped" and step.fields.get("kept_doc_id"):
+                kept = self._source_step(step.fields["kept_doc_id"])
+                if kept.status == "kept":
+                    step.summary = (
+                        f"{step.fields['reason']} of {kept.fields['source']} {kept.fields['source_doc_id']} "
+                        f"({kept.fields['title']}, {kept.fields['year']}, kept), Jaccard {step.fields['jaccard']}; "
+                        f"kept doc_id {step.fields['kept_doc_id']}"
+                    )
             if step.status != "kept":
                 return steps
             if stage == "dedup":
@@ -270,7 +282,9 @@ class Lineage:
                 steps.append(Step("vrd_candidates", "kept", f"{len(candidates)} candidate(s)", "vrd_candidates"))
             else:
                 steps.append(
-                    self._stage_step(situation_id, "vrd_candidates", "vrd_candidates", "situation_id", "vrd_candidates")
+                    self._stage_step(
+                        situation_id, "vrd_candidates", "vrd_candidates", "situation_id", "vrd_candidates"
+                    )
                 )
             steps += self.published(situation_id, "situation_id")[:MAX_MATCHES]
         return steps
@@ -456,7 +470,9 @@ def render(explanation: Explanation, prompt_chars: int = 600) -> str:
         return f"nothing found for {e.query}: not an id, id prefix or text in this home's tables"
     lines = [f"why {e.query}: {e.kind} {e.id}"]
     if len(e.matches) > 1:
-        lines.append(f"  ({len(e.matches)} matches; showing the first. Others: {', '.join(m[:12] for m in e.matches[1:])})")
+        lines.append(
+            f"  ({len(e.matches)} matches; showing the first. Others: {', '.join(m[:12] for m in e.matches[1:])})"
+        )
     marks = {"kept": "✓", "dropped": "✗", "missing": "?", "note": "·"}
     for number, step in enumerate(e.steps, 1):
         where = f" [{step.partition}]" if step.partition and step.partition != "all" else ""

