@@ -41,7 +41,7 @@ def review_rows(store: Store) -> pl.DataFrame:
         wanted = rows["doc_id"].drop_nulls().unique().to_list()
         titles = (
             documents.filter(pl.col("doc_id").is_in(wanted))
-            .select("doc_id", pl.format("{} {}", "source", pl.col("title").fill_null("")).alias("source"))
+            .select("doc_id", pl.concat_str(["source", "title"], separator=": ", ignore_nulls=True).alias("source"))
             .collect()
         )
         rows = rows.join(titles, on="doc_id", how="left")
