@@ -183,6 +183,7 @@ class Lineage:
             "rejected_row": self.rejected_chain,
         }[kind]
         out.steps = chain(id_)
+        self._name_blocking_checks(out.steps)
         call_ids = [s.fields.get("teacher_call_id") for s in out.steps]
         calls = cached_calls(self.home, [c for c in call_ids if c])
         out.teacher_calls = [calls[c] for c in dict.fromkeys(call_ids) if c in calls]
@@ -388,6 +389,16 @@ class Lineage:
     def rejected_chain(self, row_ref: str) -> list[Step]:
         return [_reject_step(loc, row) for loc, row in self.rejects(row_ref)]
 
+    def _name_blocking_checks(self, steps: list[Step]) -> None:
+        """A row that went missing after a kept step: name the blocking checks that failed on that step's table
+        partition (a failed gate stops every downstream asset of the run, so no reject is written)."""
+        for before, step in zip(steps, steps[1:], strict=False):
+            if step.status == "missing" and before.status == "kept" and before.table:
+                problems = blocking_check_problems(before.table, before.partition)
+                if problems:
+                    step.summary = f"not in {step.table}: blocked by {', '.join(problems)} on {before.table}"
+                    step.fields["blocking_checks"] = problems
+
     # --- steps ---
     def _source_step(self, doc_id: str) -> Step:
         for loc, row in self.rows(doc_id, column="doc_id"):
@@ -431,6 +442,28 @@ class Lineage:
             f"built yet: see `chronoprism status`)",
             table,
             id=id_,
+        )
+
+
+def blocking_check_problems(table: str, partition: str | None) -> list[str]:
+    """Blocking checks of `table`'s asset that did not pass in the run that last wrote `partition`; [] when there
+    is no Dagster instance to ask (DAGSTER_HOME unset) or no such asset."""
+    import os
+
+    if not os.environ.get("DAGSTER_HOME"):
+        return []
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.freshness import RunFacts
+
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey(table)
+    if not graph.has(key):
+        return []
+    with dg.DagsterInstance.get() as instance:
+        return RunFacts(instance, graph).blocking_check_problems(
+            key, None if partition in (None, "all") else partition
         )
 
 

@@ -29,7 +29,7 @@ def test_review_round_trip_drops_judged_wrong_items_and_reports_agreement(world,
     out = tmp_path / "export"
     assert main(["review", "export", "--n", str(REVIEW_N), "--stratify", "century,kind", "--out", str(out)]) == 0
     tasks = json.loads((out / "tasks.json").read_text())
-    assert "<Choices name=\"relevant\"" in (out / "label_config.xml").read_text()
+    assert '<Choices name="relevant"' in (out / "label_config.xml").read_text()
     assert len(tasks) == REVIEW_N and {t["data"]["kind"] for t in tasks} == {"value", "right", "duty"}
     exported = json.loads(EXPORT_FIXTURE.read_text())
     # the fixture was annotated on exactly these tasks (regenerate it with scripts/label_studio_roundtrip.py)

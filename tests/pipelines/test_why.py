@@ -157,3 +157,37 @@ def test_cli_json(built, monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["kind"] == "document" and out["steps"][-1]["fields"]["kept_doc_id"] == built["kjv"].doc_id
     assert main(["why", "--text", "certainly not in any table"]) == 1
+
+
+def test_a_row_stopped_by_a_failed_blocking_check_names_the_check(tmp_path, monkeypatch):
+    """A candidate with an invalid valence passes the relevance filter but fails vrd_relevant's gate, so `vrd`
+    never runs for that century: why names the gate (from the Dagster instance), not a missing reject."""
+    from assets.splits import vrd_relevant as relevant_asset
+    from pipelines.checks import ASSET_CHECKS
+    from sources.schema import SITUATIONS, VRD_CANDIDATES
+    from tests.vrd_helpers import candidate
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("CHRONOPRISM_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    store = Store(home)
+    situation = {"situation_id": "s1", "passage_id": "p1", "century": "C017", "situation": "Sharing bread",
+                 "teacher_call_id": "c1"}  # fmt: skip
+    store.write("situations", frame_of([situation], SITUATIONS), "C017")
+    bad = candidate("s1", "value", "Charity", valence="maybe", relevance=0.9)
+    store.write("vrd_candidates", frame_of([bad], VRD_CANDIDATES), "C017")
+    gates = [c for c in ASSET_CHECKS if any(k.asset_key.to_user_string() == "vrd_relevant" for k in c.check_keys)]
+    with dg.DagsterInstance.get() as instance:
+        settings = SettingsResource(overrides_json=json.dumps({"filter.relevance_scorer": "given"}))
+        result = dg.materialize(
+            [relevant_asset, *gates],
+            partition_key="C017",
+            resources={"settings": settings, "teacher": TeacherResource()},
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert any(not e.passed for e in result.get_asset_check_evaluations())
+    steps = Lineage(home).explain(bad["candidate_id"]).steps
+    assert (steps[-2].stage, steps[-2].status) == ("relevance", "kept")
+    assert steps[-1].status == "missing" and steps[-1].fields["blocking_checks"] == ["vrd_relevant_gate failed"]
