@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 USER, PASSWORD = "reviewer@chronoprism.local", "chronoprism-review"
-START_TIMEOUT_S = 300
+START_TIMEOUT_S = 1200  # the first start migrates a fresh SQLite database: minutes on a small machine
 
 
 def find_label_studio(explicit: str | None) -> str:
@@ -116,6 +116,7 @@ def roundtrip(binary: str, tasks: list[dict], config: str, reject_share: float) 
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
             "COLLECT_ANALYTICS": "false",
+            "LATEST_VERSION_CHECK": "false",  # no call to pypi.org: loopback only
         }
         command = [
             binary,
