@@ -151,3 +151,14 @@ def add_lineage(tables: Mapping[str, Mapping[str, pl.DataFrame]], store: Store) 
         config: {split: with_lineage(config, frame, facts) for split, frame in splits.items()}
         for config, splits in tables.items()
     }
+
+
+def lineage_markdown() -> str:
+    """The card's section listing the lineage columns."""
+    rows = "\n".join(f"| `{name}` | {text} |" for name, text in LINEAGE_DOCS.items())
+    return (
+        "## Lineage columns\n\nEvery config except `value_trend` carries these columns, so any row traces back to "
+        "its source document and the teacher call that wrote it (null where a config has no such link). "
+        "`chronoprism why ID` prints the whole chain, with the teacher's prompt and raw answer.\n\n"
+        f"| column | meaning |\n|---|---|\n{rows}"
+    )

@@ -79,6 +79,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             reporter=reporter,
         )
     failed = [r for r in results if not r.success]
+    refresh_id_index(settings.get().home_path)  # [issue 18] so `chronoprism why` answers at once
     seconds = time.monotonic() - started
     print(
         f"build finished: {len(results) - len(failed)} runs ok, {len(failed)} failed, "
@@ -89,6 +90,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         run = f" (run {result.run_id})" if result.run_id else ""
         print(f"  FAILED {result.failed_label()}{where}: {result.error}{run}")
     return 1 if failed else 0
+
+
+def refresh_id_index(home: Path) -> None:
+    """[issue 18] Index the id columns of the files this build wrote; a failure here only slows `why` down."""
+    from pipelines.id_index import IdIndex
+
+    try:
+        IdIndex(home).refresh()
+    except Exception as error:  # the build's outputs are written; the index is a cache `why` rebuilds itself
+        logging.getLogger(__name__).warning("id index not refreshed: %s", error)
 
 
 def collect_status(home: Path) -> dict[str, Any]:

@@ -403,16 +403,17 @@ class Lineage:
     def _source_step(self, doc_id: str) -> Step:
         for loc, row in self.rows(doc_id, column="doc_id"):
             if loc.table.startswith("raw_") or loc.table in ("documents", "estimated_documents"):
-                span = f"{row['year_min']}-{row['year_max']}" if row["year_min"] != row["year_max"] else ""
+                low, high = row.get("year_min"), row.get("year_max")
+                span = f"{low}-{high}" if low != high else ""
                 confidence = row.get("date_confidence")
-                dated = f"year {row['year']}" + (f" ({span})" if span else "") + f" by {row['date_method']}"
+                dated = f"year {row.get('year')}" + (f" ({span})" if span else "") + f" by {row.get('date_method')}"
                 if confidence is not None:
                     dated += f", confidence {confidence:.2f}"
                 return Step(
                     "source",
                     "kept",
-                    f"{row['source']} {row['source_doc_id']}: {row['title'] or '(untitled)'} "
-                    f"[{row['provenance']}], {dated}",
+                    f"{row.get('source')} {row.get('source_doc_id')}: {row.get('title') or '(untitled)'} "
+                    f"[{row.get('provenance')}], {dated}",
                     loc.table,
                     loc.partition,
                     doc_id,
