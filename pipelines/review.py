@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from quality.human_review import LABEL_CONFIG, read_label_studio_export, review_tasks, sample_for_review
+from dataset.human_review import LABEL_CONFIG, read_label_studio_export, review_tasks, sample_for_review
 from sources.schema import DOCUMENTS, HUMAN_REVIEW, PASSAGES, REJECTS, VRD_SPLIT, empty
 from sources.stats import StageStats
 from sources.storage import Store, write_text_atomic

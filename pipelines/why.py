@@ -12,6 +12,7 @@ blocking checks that failed on that partition. Teacher steps carry the call's pr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,10 +77,19 @@ class Explanation:
 class Lineage:
     """Reads the home's tables through the id index; one instance answers many questions."""
 
-    def __init__(self, home: Path, relevance_threshold: float | None = None, refresh: bool = True):
+    def __init__(
+        self,
+        home: Path,
+        relevance_threshold: float | None = None,
+        refresh: bool = True,
+        asset_graph: Callable[[], Any] | None = None,
+    ):
+        """`asset_graph` returns the Definitions' asset graph (only asked when a row went missing, to name the
+        blocking check that stopped it; the CLI passes it, since pipelines/ below definitions cannot import it)."""
         self.home = Path(home)
         self.index = IdIndex(self.home)
         self.relevance_threshold = relevance_threshold
+        self.asset_graph = asset_graph
         if refresh:
             self.index.refresh()
 
@@ -393,8 +403,8 @@ class Lineage:
         """A row that went missing after a kept step: name the blocking checks that failed on that step's table
         partition (a failed gate stops every downstream asset of the run, so no reject is written)."""
         for before, step in zip(steps, steps[1:], strict=False):
-            if step.status == "missing" and before.status == "kept" and before.table:
-                problems = blocking_check_problems(before.table, before.partition)
+            if step.status == "missing" and before.status == "kept" and before.table and self.asset_graph:
+                problems = blocking_check_problems(self.asset_graph(), before.table, before.partition)
                 if problems:
                     step.summary = f"not in {step.table}: blocked by {', '.join(problems)} on {before.table}"
                     step.fields["blocking_checks"] = problems
@@ -446,7 +456,7 @@ class Lineage:
         )
 
 
-def blocking_check_problems(table: str, partition: str | None) -> list[str]:
+def blocking_check_problems(graph: Any, table: str, partition: str | None) -> list[str]:
     """Blocking checks of `table`'s asset that did not pass in the run that last wrote `partition`; [] when there
     is no Dagster instance to ask (DAGSTER_HOME unset) or no such asset."""
     import os
@@ -455,10 +465,8 @@ def blocking_check_problems(table: str, partition: str | None) -> list[str]:
         return []
     import dagster as dg
 
-    from pipelines.definitions import defs
     from pipelines.freshness import RunFacts
 
-    graph = defs.resolve_asset_graph()
     key = dg.AssetKey(table)
     if not graph.has(key):
         return []

@@ -17,8 +17,7 @@ from pipelines.resources import SettingsResource, TeacherResource
 from pipelines.why import Lineage, render
 from sources.schema import DOCUMENTS, PRETRAIN, conform, frame_of
 from sources.storage import Store
-from tests.helpers import make_doc
-from tests.teacher.conftest import ADDRESS, SERMON
+from tests.helpers import ADDRESS, SERMON, make_doc
 from tests.vrd_helpers import hashed_embed
 
 SETTINGS = {
@@ -188,6 +187,8 @@ def test_a_row_stopped_by_a_failed_blocking_check_names_the_check(tmp_path, monk
             raise_on_error=False,
         )
         assert any(not e.passed for e in result.get_asset_check_evaluations())
-    steps = Lineage(home).explain(bad["candidate_id"]).steps
+    from pipelines.definitions import defs
+
+    steps = Lineage(home, asset_graph=defs.resolve_asset_graph).explain(bad["candidate_id"]).steps
     assert (steps[-2].stage, steps[-2].status) == ("relevance", "kept")
     assert steps[-1].status == "missing" and steps[-1].fields["blocking_checks"] == ["vrd_relevant_gate failed"]

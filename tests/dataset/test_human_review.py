@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from quality.human_review import (
+from dataset.human_review import (
     QUESTIONS,
     agreement_markdown,
     agreement_table,
