@@ -17,6 +17,7 @@ from pipelines.resources import SettingsResource, TeacherResource
 from pipelines.why import Lineage, render
 from sources.schema import DOCUMENTS, PRETRAIN, conform, frame_of
 from sources.storage import Store
+from teacher.cache import cached_calls
 from tests.helpers import ADDRESS, SERMON, make_doc
 from tests.vrd_helpers import hashed_embed
 
@@ -192,3 +193,31 @@ def test_a_row_stopped_by_a_failed_blocking_check_names_the_check(tmp_path, monk
     steps = Lineage(home, asset_graph=defs.resolve_asset_graph).explain(bad["candidate_id"]).steps
     assert (steps[-2].stage, steps[-2].status) == ("relevance", "kept")
     assert steps[-1].status == "missing" and steps[-1].fields["blocking_checks"] == ["vrd_relevant_gate failed"]
+
+
+def test_every_published_config_carries_lineage_and_loads(built, tmp_path):
+    """The published rows themselves say where they came from (no internal table needed), and the card says so."""
+    import datasets
+
+    from dataset.lineage import LINEAGE, NO_LINEAGE
+
+    out = built["home"] / "publish" / "chronoprism"
+    card = (out / "README.md").read_text()
+    assert "## Lineage columns" in card and "`teacher_call_id`" in card
+    bench = datasets.load_dataset(str(out), "benchmark", cache_dir=str(tmp_path / "hf"))["test"]
+    row = bench[0]
+    assert set(LINEAGE) <= set(bench.column_names)
+    assert row["source"] == "bible" and row["year"] == 1611 and row["date_method"] == "edition_table"
+    assert row["passage_char_end"] > row["passage_char_start"] and row["teacher_model"] == "scripted-v1"
+    call = cached_calls(built["home"], [row["teacher_call_id"]])[row["teacher_call_id"]]
+    assert call["task"] == "vrd" and row["prompt_version"] == call["prompt_version"]
+    store = built["store"]
+    doc = store.read("documents", row["century"]).filter(pl.col("doc_id") == row["doc_id"]).row(0, named=True)
+    passage = doc["text"][row["passage_char_start"] : row["passage_char_end"]]
+    assert passage == store.read("passages", row["century"]).filter(pl.col("doc_id") == row["doc_id"])["text"][0]
+    for config in ("vrd", "sft_mixture", "preference_pairs", "pretrain"):
+        loaded = datasets.load_dataset(str(out), config, cache_dir=str(tmp_path / "hf"))
+        for split in loaded.values():
+            assert config in NO_LINEAGE or set(LINEAGE) <= set(split.column_names), config
+    pretrain = datasets.load_dataset(str(out), "pretrain", cache_dir=str(tmp_path / "hf"))["C017"][0]
+    assert pretrain["dedup_group"] == built["kjv"].doc_id  # the kept copy of a near-duplicate cluster
