@@ -23,7 +23,7 @@ from filelock import FileLock
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "ids.duckdb"
+INDEX_FILE = "ids-v2.duckdb"  # v2: row positions
 # columns holding an id someone may ask about (row_ref: a reject's row; source_doc_id: e.g. "kjv/01.001")
 ID_COLUMNS = (
     "doc_id",
@@ -43,21 +43,23 @@ ID_COLUMNS = (
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS files (path VARCHAR, size BIGINT, mtime_ns BIGINT, rows BIGINT);
-CREATE TABLE IF NOT EXISTS ids (id VARCHAR, path VARCHAR, tbl VARCHAR, part VARCHAR, col VARCHAR);
+CREATE TABLE IF NOT EXISTS ids (id VARCHAR, path VARCHAR, tbl VARCHAR, part VARCHAR, col VARCHAR, "row" BIGINT);
 CREATE INDEX IF NOT EXISTS ids_by_id ON ids (id);
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    """One table file holding `id` in `column`: `table` as the Store names it (or `publish/<name>/data/<config>`
-    for the published dataset), `partition` the file stem (a century, `all`, a split)."""
+    """One row of a table file holding `id` in `column`: `table` as the Store names it (or
+    `publish/<name>/data/<config>` for the published dataset), `partition` the file stem (a century, `all`, a
+    split), `row` its position in the file (so a reader fetches one row group, not the file)."""
 
     id: str
     path: Path
     table: str
     partition: str
     column: str
+    row: int
 
 
 @dataclass(slots=True)
@@ -91,9 +93,23 @@ class IdIndex:
         self.path = index_path(self.home)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock", timeout=600)
+        self._session: duckdb.DuckDBPyConnection | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[IdIndex]:
+        """Keep one connection open for many lookups (one `why` answer asks a few dozen)."""
+        with self.connect() as con:
+            self._session = con
+            try:
+                yield self
+            finally:
+                self._session = None
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._session is not None:
+            yield self._session
+            return
         with self._lock:
             con = duckdb.connect(str(self.path))
             try:
@@ -123,7 +139,7 @@ class IdIndex:
                 frame = _id_rows(path, table, partition)
                 if frame is not None and frame.height:
                     con.register("new_ids", frame.to_arrow())
-                    con.execute("INSERT INTO ids SELECT id, path, tbl, part, col FROM new_ids")
+                    con.execute('INSERT INTO ids SELECT id, path, tbl, part, col, "row" FROM new_ids')
                     con.unregister("new_ids")
                     stats.ids_added += frame.height
                 rows = frame.height if frame is not None else 0
@@ -141,11 +157,11 @@ class IdIndex:
             return []
         with self.connect() as con:
             rows = con.execute(
-                "SELECT DISTINCT id, path, tbl, part, col FROM ids WHERE id IN (SELECT unnest(?::VARCHAR[])) "
-                "ORDER BY tbl, part, col",
+                'SELECT id, path, tbl, part, col, "row" FROM ids WHERE id IN (SELECT unnest(?::VARCHAR[])) '
+                'ORDER BY tbl, part, col, "row"',
                 [wanted],
             ).fetchall()
-        return [Location(i, Path(p), t, part, c) for i, p, t, part, c in rows]
+        return [Location(i, Path(p), t, part, c, r) for i, p, t, part, c, r in rows]
 
     def locate_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Full ids starting with `prefix` (users paste the 12-character ids the CLI prints)."""
@@ -158,7 +174,7 @@ class IdIndex:
 
 
 def _id_rows(path: Path, table: str, partition: str) -> pl.DataFrame | None:
-    """(id, path, tbl, part, col) for every non-null id-column value of one file (only id columns are read)."""
+    """(id, path, tbl, part, col, row) for every non-null id value of one file (only id columns are read)."""
     try:
         names = pq.read_schema(path).names
     except Exception as error:  # a torn or foreign file must not stop the index; it is simply not indexed
@@ -167,12 +183,14 @@ def _id_rows(path: Path, table: str, partition: str) -> pl.DataFrame | None:
     columns = [c for c in ID_COLUMNS if c in names]
     if not columns:
         return None
-    frame = pl.read_parquet(path, columns=columns)
+    frame = pl.read_parquet(path, columns=columns).with_row_index("row")
     parts = [
-        frame.select(pl.col(c).cast(pl.String).alias("id")).drop_nulls().unique().with_columns(pl.lit(c).alias("col"))
+        frame.select(pl.col(c).cast(pl.String).alias("id"), pl.col("row").cast(pl.Int64))
+        .drop_nulls("id")
+        .with_columns(pl.lit(c).alias("col"))
         for c in columns
     ]
     out = pl.concat(parts)
     return out.with_columns(
         pl.lit(str(path)).alias("path"), pl.lit(table).alias("tbl"), pl.lit(partition).alias("part")
-    ).select("id", "path", "tbl", "part", "col")
+    ).select("id", "path", "tbl", "part", "col", "row")

@@ -90,6 +90,7 @@ class Lineage:
         self.index = IdIndex(self.home)
         self.relevance_threshold = relevance_threshold
         self.asset_graph = asset_graph
+        self._located: dict[str, list[Location]] = {}
         if refresh:
             self.index.refresh()
 
@@ -97,12 +98,16 @@ class Lineage:
     def rows(self, id_: str, table: str | None = None, column: str | None = None) -> list[tuple[Location, dict]]:
         """Every row holding `id_` (optionally only in `table` / `column`), with where it was found."""
         found = []
-        for loc in self.index.locate([id_]):
+        for loc in self.locate(id_):
             if (table is not None and loc.table != table) or (column is not None and loc.column != column):
                 continue
-            frame = pl.scan_parquet(loc.path).filter(pl.col(loc.column) == id_).collect()
-            found += [(loc, row) for row in frame.iter_rows(named=True)]
+            found += [(loc, row) for row in _read_row(loc)]
         return found
+
+    def locate(self, id_: str) -> list[Location]:
+        if id_ not in self._located:
+            self._located[id_] = self.index.locate([id_])
+        return self._located[id_]
 
     def first(self, id_: str, table: str, column: str) -> tuple[Location, dict] | None:
         rows = self.rows(id_, table, column)
@@ -115,7 +120,7 @@ class Lineage:
 
     def published(self, id_: str, column: str) -> list[Step]:
         steps = []
-        for loc in self.index.locate([id_]):
+        for loc in self.locate(id_):
             if loc.table.startswith("publish/") and loc.column == column:
                 relative = loc.path.relative_to(self.home / "publish").as_posix()
                 config = loc.table.rsplit("/", 1)[-1]
@@ -128,9 +133,9 @@ class Lineage:
     def resolve(self, query: str) -> tuple[str, str | None, list[str]]:
         """(kind, full id, every id matched) for an id, an id prefix or a teacher call id."""
         ids = [query]
-        if not self.index.locate([query]) and len(query) >= 6:
+        if not self.locate(query) and len(query) >= 6:
             ids = self.index.locate_prefix(query) or ids
-        locations = self.index.locate(ids[:1])
+        locations = self.locate(ids[0])
         for column, table, kind in KIND_BY_COLUMN:
             hits = [loc for loc in locations if loc.column == column and (table is None or loc.table == table)]
             if hits and column == "source_doc_id":  # the source's own id: answer with the doc_id
@@ -165,9 +170,10 @@ class Lineage:
 
     # --- chains ---
     def explain(self, query: str) -> Explanation:
-        kind, id_, matches = self.resolve(query)
-        out = Explanation(query, kind, id_, matches=matches)
-        self._explain_into(out, kind, id_)
+        with self.index.session():
+            kind, id_, matches = self.resolve(query)
+            out = Explanation(query, kind, id_, matches=matches)
+            self._explain_into(out, kind, id_)
         return out
 
     def explain_text(self, text: str) -> Explanation:
@@ -176,7 +182,8 @@ class Lineage:
             return Explanation(f"--text {text!r}", "unknown", None)
         kind, id_ = hits[0]
         out = Explanation(f"--text {text!r}", kind, id_, matches=[i for _, i in hits])
-        self._explain_into(out, kind, id_)
+        with self.index.session():
+            self._explain_into(out, kind, id_)
         return out
 
     def _explain_into(self, out: Explanation, kind: str, id_: str | None) -> None:
@@ -474,6 +481,15 @@ def blocking_check_problems(graph: Any, table: str, partition: str | None) -> li
         return RunFacts(instance, graph).blocking_check_problems(
             key, None if partition in (None, "all") else partition
         )
+
+
+def _read_row(loc: Location) -> list[dict]:
+    """The indexed row (one row group read), or, when the file changed since the index saw it, every row that holds
+    the id now."""
+    frame = pl.scan_parquet(loc.path).slice(loc.row, 1).collect()
+    if frame.height == 1 and frame[loc.column][0] == loc.id:
+        return frame.to_dicts()
+    return pl.scan_parquet(loc.path).filter(pl.col(loc.column) == loc.id).collect().to_dicts()
 
 
 def _reject_step(loc: Location, row: dict) -> Step:
