@@ -299,7 +299,11 @@ def cmd_review(args: argparse.Namespace) -> int:
             "annotate, export as JSON, then `chronoprism review import FILE`."
         )
         return 0 if summary["tasks"] else 1
-    summary = import_review(home, Path(args.file))
+    try:
+        summary = import_review(home, Path(args.file))
+    except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError: nothing is stored
+        print(f"chronoprism review import: {args.file}: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2))
     print("run `chronoprism build` to drop the items judged wrong and refresh the card's agreement table")
     return 0

@@ -68,3 +68,11 @@ def test_only_what_reads_vrd_splits_depends_on_the_review():
     for stage in ("vrd", "vrd_relevant", "vrd_candidates", "situations", "passages"):
         assert key not in graph.get(dg.AssetKey(stage)).parent_keys
     assert dg.AssetKey("vrd") in upstream_of_splits
+
+
+def test_import_refuses_what_is_not_a_label_studio_export(home, tmp_path, capsys):
+    bad = tmp_path / "notes.json"
+    bad.write_text('{"tasks": "not a list"}')
+    assert main(["review", "import", str(bad)]) == 2
+    assert "a list of tasks" in capsys.readouterr().err
+    assert not (home / "review" / "imports" / "notes.json").exists()
