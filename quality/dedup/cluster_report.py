@@ -60,16 +60,23 @@ def cluster_report(duplicates: pl.DataFrame, sources: pl.DataFrame) -> pl.DataFr
             pl.col("century").unique().sort().str.join(",").alias("centuries"),
             pl.col("source").unique().sort().str.join(",").alias("sources"),
             pl.col("similarity").filter(~pl.col("is_kept")).min().alias("min_similarity"),
-            pl.col("century").value_counts(sort=True).alias("_per_century"),
         )
-        .with_columns(
-            pl.col("_per_century").list.first().struct.field("century").alias("largest_century"),
-            pl.col("_per_century").list.first().struct.field("count").cast(pl.Int64).alias("largest_century_members"),
-        )
-        .drop("_per_century")
+        .join(_largest_century(members), on="cluster_id")
         .sort(["size", "cluster_id"], descending=[True, False])
     )
     return conform(report, CLUSTER_REPORT)
+
+
+def _largest_century(members: pl.DataFrame) -> pl.DataFrame:
+    """Per cluster, the century with most members (ties: the earliest century, so reruns agree)."""
+    return (
+        members.group_by("cluster_id", "century")
+        .agg(pl.len().cast(pl.Int64).alias("largest_century_members"))
+        .sort(["cluster_id", "largest_century_members", "century"], descending=[False, True, False])
+        .group_by("cluster_id", maintain_order=True)
+        .first()
+        .rename({"century": "largest_century"})
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,3 +107,8 @@ def test_asset_and_check_warn_on_a_cluster_swallowing_a_century(home, monkeypatc
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert copies[0].doc_id[:12] in evaluation.description and "80% of C019" in evaluation.description
+
+
+def test_a_tie_names_the_earliest_century():
+    report = cluster_report(duplicates([("web", "C019", "kjv", "C017", 0.9)]), SOURCES)
+    assert report.select("largest_century", "largest_century_members").row(0) == ("C017", 1)
