@@ -6,8 +6,8 @@ script, which answers each task by a fixed rule so the export is reproducible: a
 falls in the first `--reject-share` of the range is judged "not relevant", one in the next slice "valence wrong";
 everything else is judged right.
 
-Label Studio pins its own Django stack, so it lives in its own venv (found via `--label-studio`, the
-`LABEL_STUDIO_BIN` env var, `/work/lsvenv/bin/label-studio` or PATH):
+Label Studio would downgrade packages the project pins (numpy, pyarrow, openai), so it lives in its own venv,
+found via `--label-studio`, the `LABEL_STUDIO_BIN` env var, `/work/lsvenv/bin/label-studio` or PATH:
 
     python -m venv /work/lsvenv && /work/lsvenv/bin/pip install label-studio==1.23.2
     chronoprism review export --n 24 --stratify century,kind --out /tmp/review
