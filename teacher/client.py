@@ -158,6 +158,7 @@ class Teacher:
         self._unflushed = BuildCounters()
         self.on_batch: Callable[[TeacherStats], None] | None = None  # progress hook, called after each commit
         self._run_total = self._run_settled = 0
+        self._retried_cut: set[str] = set()  # cut calls already re-asked in this run
         self._run_started = time.monotonic()
 
     @property
@@ -176,6 +177,7 @@ class Teacher:
         results = [JobResult() for _ in jobs]
         requests = [job.request for job in jobs]
         self._run_total, self._run_settled, self._run_started = len(jobs), 0, time.monotonic()
+        self._retried_cut = set()
         if self.streaming:
             self._run_streaming(jobs, results, requests)
         else:
@@ -224,7 +226,9 @@ class Teacher:
             requests[i] = dataclasses.replace(
                 request, max_new_tokens=min(self.max_new_tokens_cap, 2 * request.max_new_tokens)
             )
-            self._count(retries_truncated=1)
+            if call_id not in self._retried_cut:  # jobs sharing the cut call share its retry too
+                self._retried_cut.add(call_id)
+                self._count(retries_truncated=1)
             return True
         result.attempts += 1
         result.call_id, result.response = call_id, response

@@ -81,7 +81,7 @@ def answer_text(body: dict[str, Any], needed_tokens: int, key: str) -> str:
     if "situations" in props:
         situation = "Forgiving a debt owed by a poor neighbour"
         n = max(1, min(3, budget // (len(situation) + 4)))
-        return json.dumps({"situations": [f"{situation} ({i + 1})" for i in range(n)]})
+        return json.dumps({"situations": [f"{situation} ({key[:6]} {i + 1})" for i in range(n)]})
     if "items" in props:
         item_props = props["items"].get("items", {}).get("properties", {})
         kind = (item_props.get("kind", {}).get("enum") or ["value"])[0]

@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 
-import pytest
-
+from sources.schema import PASSAGES, frame_of
 from teacher.cache import TeacherCache, cache_path
 from teacher.client import MALFORMED_OUTPUT
+from teacher.generate import GenerationConfig, extract_situations, generate_vrd
+from teacher.scoring import LOGPROBS, score_relevance
 from teacher.testing.load import load_jobs, load_teacher
 from teacher.testing.sim_server import SimServerProcess, request_key
 from tests.conftest import REPO_ROOT
@@ -94,7 +95,7 @@ def test_truncated_answers_come_back_whole_with_a_doubled_budget(tmp_path):
 
 
 def test_kill_9_mid_run_then_rerun_asks_nothing_committed_again(tmp_path):
-    home, n = tmp_path / "home", 300
+    home, n = tmp_path / "home", 200
     with SimServerProcess(latency=0.05, per_token=0.0) as server:
         cmd = [sys.executable, "-m", "teacher.testing.load", str(home), server.base_url, str(n), "8"]
         worker = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
@@ -120,15 +121,14 @@ def test_kill_9_mid_run_then_rerun_asks_nothing_committed_again(tmp_path):
     assert len(stats["answered"]) == n
 
 
-@pytest.mark.parametrize("flags", [{"rpm": 60}, {}])
-def test_the_server_reports_retry_after_when_over_its_rate(flags):
+def test_the_server_answers_over_its_rate_with_429_and_retry_after():
     import urllib.error
     import urllib.request
 
-    with SimServerProcess(latency=0.0, **flags) as server:
+    with SimServerProcess(latency=0.0, rpm=60) as server:
         body = json.dumps({"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8})
         statuses = []
-        for _ in range(3):
+        for _ in range(2):
             request = urllib.request.Request(
                 server.base_url + "/chat/completions", body.encode(), {"Content-Type": "application/json"}
             )
@@ -137,7 +137,25 @@ def test_the_server_reports_retry_after_when_over_its_rate(flags):
                     statuses.append((reply.status, None))
             except urllib.error.HTTPError as exc:
                 statuses.append((exc.code, exc.headers.get("Retry-After")))
-    if flags:
-        assert statuses[0] == (200, None) and statuses[1][0] == 429 and int(statuses[1][1]) >= 1
-    else:
-        assert statuses == [(200, None)] * 3
+    assert statuses[0] == (200, None) and statuses[1][0] == 429 and int(statuses[1][1]) >= 1
+
+
+def test_the_generation_stages_run_against_a_server_with_truncation_and_5xx(tmp_path):
+    """The real prompts (situations, per-kind VRD, relevance logprobs) through the streaming path."""
+    rows = [
+        {"passage_id": f"p{i}", "doc_id": "d", "century": "C017", "char_start": 0, "char_end": 1,
+         "text": f"Passage {i}: the widow paid her tithe though her children were hungry."}
+        for i in range(4)
+    ]  # fmt: skip
+    with SimServerProcess(latency=0.0, per_token=0.0, p_truncate=0.3, p_5xx=0.2, long_tokens=100) as server:
+        teacher = load_teacher(server.base_url, TeacherCache(tmp_path / "c.duckdb"), max_in_flight=16)
+        cfg = GenerationConfig(max_situations=None, situation_max_new_tokens=40, vrd_max_new_tokens=64)
+        situations = extract_situations(frame_of(rows, PASSAGES), teacher, cfg)
+        candidates = generate_vrd(situations.frame, teacher, cfg)
+        [(p_yes, score)] = score_relevance(teacher, [("Forgiving a debt", "value", "Mercy")])
+        teacher.close()
+    assert situations.rejects.is_empty() and situations.frame.height == 4 * 2
+    assert candidates.rejects.is_empty() and set(candidates.frame["kind"]) == {"value", "right", "duty"}
+    c = teacher.stats.counters
+    assert c.truncated > 0 and c.retries_truncated == c.truncated and c.retries_server_error > 0
+    assert score.method == LOGPROBS and p_yes > 0.5
