@@ -25,6 +25,7 @@ get the request again without it, once, and never again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ import queue
 import random
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Hashable
 from typing import Any
@@ -135,6 +137,7 @@ class OpenAIBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._session: Any = None
+        self._finalizer: weakref.finalize | None = None
         self._start_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public
@@ -185,15 +188,9 @@ class OpenAIBackend:
         return counters
 
     def close(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if self._session is not None:
-            asyncio.run_coroutine_threadsafe(self._session.close(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = self._session = None
+        if self._finalizer is not None:
+            self._finalizer()  # closes the session and stops the loop, once
+        self._loop = self._thread = self._session = self._finalizer = None
 
     # ------------------------------------------------------------------ the event loop
 
@@ -206,6 +203,8 @@ class OpenAIBackend:
                 thread.start()
                 self._loop, self._thread = loop, thread
                 self._session = asyncio.run_coroutine_threadsafe(self._open_session(), loop).result()
+                # also at interpreter exit or garbage collection, when nobody called close()
+                self._finalizer = weakref.finalize(self, _shut_down, loop, thread, self._session)
         return self._loop
 
     async def _open_session(self) -> Any:
@@ -314,6 +313,17 @@ class OpenAIBackend:
             first_token_logprobs=logprobs,
             latency_s=latency,
         )
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, session: Any) -> None:
+    """Close the HTTP session on its loop, then stop the loop and its thread."""
+    if loop.is_running():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+    if not loop.is_running():
+        loop.close()
 
 
 def first_token_logprobs(logprobs: dict[str, Any] | None) -> dict[str, float] | None:

@@ -259,6 +259,17 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(config, host, port))
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the parent dies (Linux), so a killed test or benchmark leaves no server behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class SimServerProcess:
     """Start the simulated server as its own process on a free loopback port; use as a context manager.
 
@@ -274,7 +285,7 @@ class SimServerProcess:
         for name, value in self.flags.items():
             if value is not None:
                 args += [f"--{name.replace('_', '-')}", str(value)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith(URL_PREFIX):
