@@ -10,7 +10,9 @@ Two ways through the backend, same outcome:
 - **Streaming** (backends with `stream()`, the OpenAI-compatible server): every request goes into the backend's
   sliding window at once; each answer is parsed the moment it arrives, committed to the cache with whatever else
   arrived meanwhile, and a repair or larger-budget retry goes straight back into the window. A `kill -9` loses only
-  what was in flight.
+  what was in flight. Each commit opens the DuckDB file (the lock is shared with other processes), which costs
+  ~10 ms on an idle host and far more on a loaded one: `commit_interval_s` > 0 commits at most that often, and a
+  crash then also loses up to that many seconds of answers (asked again by the rerun, never twice once committed).
 - **Rounds** (in-process backends): misses in batches of `batch_size` (similar prompt lengths together), each batch
   committed as it returns; repairs form the next round.
 
@@ -143,6 +145,7 @@ class Teacher:
         price_prompt_per_million: float | None = None,
         price_completion_per_million: float | None = None,
         streaming: bool | None = None,
+        commit_interval_s: float = 0.0,
     ):
         self.backend = backend
         self.cache = cache
@@ -154,6 +157,7 @@ class Teacher:
         self.max_new_tokens_cap = max_new_tokens_cap
         self.prices = (price_prompt_per_million or 0.0, price_completion_per_million or 0.0)
         self._streaming = streaming  # None: stream whenever the backend can
+        self.commit_interval_s = commit_interval_s  # streaming: at most one cache commit per this many seconds
         self.stats = TeacherStats()
         self._unflushed = BuildCounters()
         self.on_batch: Callable[[TeacherStats], None] | None = None  # progress hook, called after each commit
@@ -325,19 +329,21 @@ class Teacher:
         stream = self.backend.stream()  # type: ignore[attr-defined]
         waiting: dict[str, list[int]] = {}  # call id in flight -> the jobs waiting for its answer
         ready = list(range(len(jobs)))
-        busy_since = time.perf_counter()
-        while ready or waiting:
+        busy_since = last_commit = time.perf_counter()
+        held: list[tuple[str, TeacherResponse]] = []  # arrived, waiting for the next commit
+        while ready or waiting or held:
             if ready:
                 if not waiting:
                     busy_since = time.perf_counter()
                 ready = self._dispatch(ready, jobs, results, requests, waiting, stream)
                 continue
-            arrived = stream.wait(timeout=1.0)
-            if not arrived:
-                continue
+            if waiting:
+                held += stream.wait(timeout=self.commit_interval_s or 1.0)
             now = time.perf_counter()
-            elapsed, busy_since = now - busy_since, now
-            ready = self._arrived(arrived, jobs, results, requests, waiting, elapsed)
+            if held and (now - last_commit >= self.commit_interval_s or not ready and len(held) == len(waiting)):
+                elapsed, busy_since, last_commit = now - busy_since, now, now
+                ready = self._arrived(held, jobs, results, requests, waiting, elapsed)
+                held = []
 
     def _dispatch(
         self,

@@ -79,3 +79,18 @@ def test_vllm_engine_and_truncation_settings(home):
     teacher = open_teacher(Settings.load({"teacher.backend": "scripted", "teacher.price_prompt_per_million": 1.5}))
     assert teacher.prices == (1.5, 0.0) and not teacher.truncation_retry
     teacher.close()
+
+
+def test_throughput_budget_and_price_settings_do_not_stale_the_teacher_assets():
+    from pipelines.freshness import section_hashes
+
+    base = section_hashes(Settings.load())["teacher"]
+    runtime = {
+        "teacher.max_in_flight": 256,
+        "teacher.requests_per_minute": 600,
+        "teacher.tokens_per_minute": 1e6,
+        "teacher.price_prompt_per_million": 0.5,
+        "teacher.vllm_tensor_parallel_size": 4,
+    }
+    assert section_hashes(Settings.load(runtime))["teacher"] == base
+    assert section_hashes(Settings.load({"teacher.max_new_tokens_cap": 512}))["teacher"] != base  # changes answers
