@@ -137,7 +137,7 @@ def kill_and_rerun(n: int, workdir: Path) -> dict:
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
         calls = TeacherCache.for_home(home).calls_frame()
-        asked_before = server.stats()["ok"]
+        asked_before = server.stats().get("ok", 0)
         rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
         counters = json.loads(rerun.stdout.strip().splitlines()[-1])
         stats = server.stats()
@@ -211,8 +211,8 @@ def main() -> int:
                 runs = [kill_and_rerun(args.kill_requests, workdir) for _ in range(args.runs)]
                 for run in runs:
                     print(
-                        f"committed before the kill {run['committed']}, answered but in flight "
-                        f"{run['in_flight_lost']}, asked by the rerun {run['rerun_calls']}; none answered twice"
+                        f"committed before the kill {run['committed']}, answered by the server but not committed "
+                        f"{run['in_flight_lost']}, asked by the rerun {run['rerun_calls']}; none committed asked twice"
                     )
         except Failed as exc:
             print(f"FAILED: {exc}")

@@ -6,11 +6,11 @@ streams through `stream()`: it submits requests and takes answers as they arrive
 back the others; `generate(batch)` is the same machinery, returning the batch in order.
 
 Failures: connection errors, timeouts and 5xx (and 408/409/425) are retried up to `http_retries` times with
-full-jitter exponential backoff; a 429 waits what `retry-after-ms` / `Retry-After` says (else backoff), shrinks
-the window (AIMD) and is retried without using up `http_retries` (a rate limit is not a fault; at most
-`RATE_LIMIT_RETRIES`). Other 4xx fail at once. Optional `requests_per_minute` / `tokens_per_minute` budgets pace
-requests before they are sent. A request that still fails comes back as an error response; nothing raises.
-Retries are counted by cause (`take_counters()`), and the Teacher adds them to the build's counters.
+full-jitter exponential backoff; a 429 waits what `retry-after-ms` / `Retry-After` says (else backoff) outside
+the window, shrinks the window (AIMD) and queues for a slot again, without using up `http_retries` (a rate limit
+is not a fault; at most `RATE_LIMIT_RETRIES`). Other 4xx fail at once. Optional `requests_per_minute` /
+`tokens_per_minute` budgets pace requests before they are sent. A request that still fails comes back as an error
+response; nothing raises. Retries are counted by cause (`take_counters()`); the Teacher adds them to the build's.
 
 The API key is read from the environment variable *named* in settings and only ever put in the Authorization
 header, never logged or stored in the cache.
@@ -269,7 +269,12 @@ class OpenAIBackend:
                 else:
                     wait += self._rng.uniform(0, 0.1 * wait + 0.01)  # requests told the same time spread out
                 logger.debug("openai backend: 429, retrying in %.2fs (window %d)", wait, self.window.size)
-                await asyncio.sleep(wait)
+                # wait outside the window, then queue for a slot again: the shrunk window limits retries too
+                self.window.release()
+                try:
+                    await asyncio.sleep(wait)
+                finally:
+                    await self.window.acquire()
                 continue
             if status == 200:
                 try:

@@ -100,20 +100,20 @@ def test_truncated_answers_come_back_whole_with_a_doubled_budget(tmp_path):
 
 
 def test_kill_9_mid_run_then_rerun_asks_nothing_committed_again(tmp_path):
-    home, n = tmp_path / "home", 200
-    with SimServerProcess(latency=0.05, per_token=0.0) as server:
+    home, n = tmp_path / "home", 400
+    with SimServerProcess(latency=0.1, per_token=0.0) as server:
         cmd = [sys.executable, "-m", "teacher.testing.load", str(home), server.base_url, str(n), "8"]
         worker = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
-        committed = 0
         deadline = time.monotonic() + 60
-        while committed < 40 and time.monotonic() < deadline:
-            time.sleep(0.1)
-            if cache_path(home).exists():
-                committed = TeacherCache.for_home(home).calls_frame().height
+        while time.monotonic() < deadline:  # kill once answers flow and some are committed (~5 s for all)
+            time.sleep(0.2)
+            flowing = server.stats().get("ok", 0) >= 40 and cache_path(home).exists()
+            if flowing and TeacherCache.for_home(home).calls_frame().height:
+                break
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
         calls = TeacherCache.for_home(home).calls_frame()
-        assert 40 <= calls.height < n
+        assert 0 < calls.height < n
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
         counters = json.loads(done.stdout.strip().splitlines()[-1])
         stats = server.stats()
