@@ -175,7 +175,7 @@ def main() -> int:
                 points = [(w, True, True) for w in WINDOWS] + [(64, True, False), (256, True, False), (4, False, True)]
                 medians = {}
                 for window, streaming, cached in points:
-                    n = max(20, int(window * WAVES * args.scale)) if streaming else int(64 * WAVES * args.scale)
+                    n = max(20, int(window * WAVES * args.scale)) if streaming else int(160 * args.scale)
                     seconds = [throughput(window, n, workdir, streaming, cached) for _ in range(args.runs)]
                     ideal_s = math.ceil(n / window) * REQUEST_S
                     rates = [n / s for s in seconds]

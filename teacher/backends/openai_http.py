@@ -7,8 +7,9 @@ back the others; `generate(batch)` is the same machinery, returning the batch in
 
 Failures: connection errors, timeouts and 5xx (and 408/409/425) are retried up to `http_retries` times with
 full-jitter exponential backoff; a 429 waits what `retry-after-ms` / `Retry-After` says (else backoff) outside
-the window, shrinks the window (AIMD) and queues for a slot again, without using up `http_retries` (a rate limit
-is not a fault; at most `RATE_LIMIT_RETRIES`). Other 4xx fail at once. Optional `requests_per_minute` /
+the window, and so does every request about to be sent (the server said when it takes requests again); it
+shrinks the window (AIMD) and queues for a slot again, without using up `http_retries` (a rate limit is not a
+fault; at most `RATE_LIMIT_RETRIES`). Other 4xx fail at once. Optional `requests_per_minute` /
 `tokens_per_minute` budgets pace requests before they are sent. A request that still fails comes back as an error
 response; nothing raises. Retries are counted by cause (`take_counters()`); the Teacher adds them to the build's.
 
@@ -137,6 +138,7 @@ class OpenAIBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._session: Any = None
+        self._paused_until = 0.0  # monotonic time before which no request is sent (a 429's Retry-After)
         self._finalizer: weakref.finalize | None = None
         self._start_lock = threading.Lock()
 
@@ -240,6 +242,9 @@ class OpenAIBackend:
                 await self._rpm.take(1)
             if self._tpm is not None:
                 await self._tpm.take(estimate)
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:  # the server said when it takes requests again: every request waits for that
+                await asyncio.sleep(pause)
             attempts += 1
             self._count(HTTP_REQUESTS)
             status, text, headers = 0, "", {}
@@ -268,6 +273,7 @@ class OpenAIBackend:
                     wait = backoff_s(rate_limited - 1, self.backoff_s, self._rng)
                 else:
                     wait += self._rng.uniform(0, 0.1 * wait + 0.01)  # requests told the same time spread out
+                    self._paused_until = max(self._paused_until, time.monotonic() + wait)
                 logger.debug("openai backend: 429, retrying in %.2fs (window %d)", wait, self.window.size)
                 # wait outside the window, then queue for a slot again: the shrunk window limits retries too
                 self.window.release()
