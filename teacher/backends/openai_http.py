@@ -299,8 +299,9 @@ class OpenAIBackend:
             if failures > self.http_retries:
                 break
             self._count(RETRIES_SERVER_ERROR if status else RETRIES_CONNECTION)
-            logger.warning("openai backend: %s (attempt %d)", error, attempts)
+            logger.debug("openai backend: %s (attempt %d), retrying", error, attempts)
             await asyncio.sleep(backoff_s(failures - 1, self.backoff_s, self._rng))
+        logger.warning("openai backend: gave up after %d attempts: %s", attempts, error)  # retries: counters
         return TeacherResponse.failed(f"gave up after {attempts} attempts: {error}", self._since(started))
 
     @staticmethod
