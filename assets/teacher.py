@@ -46,6 +46,12 @@ def teacher_metadata(result: StageResult, teacher: Teacher) -> dict:
         "quarantined": s.counters.quarantined,
         "backend_errors": s.counters.backend_errors,
         "tokens_per_s": round(s.tokens_per_s, 2),
+        # [issue 15] tokens from `usage`, truncation and retries by cause, cost (teacher.price_*_per_million)
+        "prompt_tokens": s.counters.prompt_tokens,
+        "completion_tokens": s.counters.completion_tokens,
+        "truncated": s.counters.truncated,
+        "retries": dg.MetadataValue.json({k: v for k, v in s.counters.to_dict().items() if k.startswith("retries_")}),
+        "cost_usd": round(s.counters.cost_usd, 6),
         "teacher_stats": s.to_dict(),
         "build_id": teacher.build_id,
         "sample": dg.MetadataValue.md(result.sample_markdown),

@@ -234,7 +234,8 @@ def report_teacher_progress(context: dg.AssetExecutionContext, stage: str, teach
     def report(stats: TeacherStats) -> None:
         done = stats - start
         answered = done.counters.backend_calls + done.counters.cache_hits
-        log.update(answered, unit="calls", teacher_calls=done.counters.backend_calls)
+        # [issue 15] tokens/s, cost, the server window and the run's ETA ride along (teacher.progress())
+        log.update(answered, unit="calls", teacher_calls=done.counters.backend_calls, **teacher.progress())
 
     teacher.on_batch = report
     return teacher

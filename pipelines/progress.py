@@ -21,6 +21,21 @@ from pipelines.metadata import PROGRESS_PREFIX
 from pipelines.plan import StepResult
 
 TEACHER_CALL_KEYS = ("teacher_calls", "backend_calls")
+TEACHER_LIVE_KEYS = ("tokens_per_s", "window", "cost_usd", "eta_s")
+
+
+def describe_teacher_live(live: dict[str, float]) -> list[str]:
+    """[issue 15] 'window 64', '812 tok/s', '$0.0123', 'ETA 41s' from a teacher progress payload."""
+    parts = []
+    if live.get("window"):
+        parts.append(f"window {int(live['window'])}")
+    if live.get("tokens_per_s"):
+        parts.append(f"{live['tokens_per_s']:.0f} tok/s")
+    if live.get("cost_usd"):
+        parts.append(f"${live['cost_usd']:.4f}")
+    if live.get("eta_s"):
+        parts.append(f"ETA {live['eta_s']:.0f}s")
+    return parts
 
 
 @dataclass
@@ -34,6 +49,7 @@ class RunProgress:
     total: int | None = None
     unit: str = "rows"
     calls_by_asset: dict[str, int] = field(default_factory=dict)
+    teacher_live: dict[str, float] = field(default_factory=dict)  # [issue 15] tokens_per_s, window, cost, ETA
 
     def feed(self, entry) -> str | None:
         """Update from one event log entry; return a progress line worth printing, if any."""
@@ -63,6 +79,7 @@ class RunProgress:
         for key in TEACHER_CALL_KEYS:
             if isinstance(payload.get(key), int):
                 self.calls_by_asset[self.asset] = payload[key]
+        self.teacher_live = {k: payload[k] for k in TEACHER_LIVE_KEYS if isinstance(payload.get(k), int | float)}
         return self.describe()
 
     @property
@@ -83,6 +100,7 @@ class RunProgress:
         if self.teacher_calls:
             rate = self.calls_per_s
             parts.append(f"{self.teacher_calls} teacher calls" + (f" ({rate:.1f}/s)" if rate else ""))
+        parts.extend(describe_teacher_live(self.teacher_live))
         return ", ".join(parts)
 
 

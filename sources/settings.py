@@ -100,7 +100,7 @@ class TeacherSettings(Section):
     batch_size: int = Field(16, ge=1, description="requests per backend call, and per cache commit")
     max_retries: int = Field(1, ge=0, description="repair turns for unparsable answers / retries after backend errors")
     retry_backoff_s: float = Field(0.5, ge=0, description="pause before retrying backend errors, doubled per round")
-    concurrency: int = Field(4, ge=1, description="openai backend: requests in flight at once")
+    concurrency: int = Field(4, ge=1, description="openai backend: teacher steps (partitions) running at once")
     timeout_s: float = Field(120.0, gt=0, description="openai backend: per-request timeout")
     http_retries: int = Field(3, ge=0, description="openai backend: retries of one request (connection, 429, 5xx)")
     logprobs: bool | None = Field(
@@ -118,6 +118,25 @@ class TeacherSettings(Section):
     max_situations_per_century: int | None = Field(6, ge=1, description="situation budget per century")
     fault_share: float = Field(0.0, ge=0, le=1, description="inject this share of faults (testing resilience)")
     fault_seed: int = Field(0, description="seed of the injected faults")
+    # [issue 15] a teacher at server scale (docs/teacher.md "Throughput"): window, budgets, truncation, cost, vLLM
+    max_in_flight: int = Field(64, ge=1, description="openai backend: requests in flight at once (sliding window)")
+    adaptive_window: bool = Field(True, description="openai backend: halve the window on 429s, grow it back")
+    requests_per_minute: float | None = Field(None, gt=0, description="openai backend: request budget; None = none")
+    tokens_per_minute: float | None = Field(None, gt=0, description="openai backend: token budget; None = none")
+    truncation_retry: bool | None = Field(
+        None, description="ask again with doubled max tokens when an answer is cut off; None = openai and vllm only"
+    )
+    max_new_tokens_cap: int = Field(2048, ge=8, description="largest answer budget a truncation retry may ask for")
+    commit_interval_s: float = Field(
+        0.0, ge=0, description="openai backend: at most one cache commit per this many seconds; 0 = as answers arrive"
+    )
+    price_prompt_per_million: float | None = Field(None, ge=0, description="USD per million prompt tokens (cost)")
+    price_completion_per_million: float | None = Field(None, ge=0, description="USD per million completion tokens")
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="vllm backend: GPUs one model copy is split over")
+    vllm_data_parallel_size: int = Field(1, ge=1, description="vllm backend: model copies (data parallel ranks)")
+    vllm_max_model_len: int | None = Field(None, ge=128, description="vllm backend: context length; None = model's")
+    vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm backend: share of GPU memory used")
+    vllm_dtype: str = Field("auto", description="vllm backend: weights/activations dtype (auto, bfloat16, float16)")
 
 
 class FilterSettings(Section):

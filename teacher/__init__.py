@@ -7,7 +7,7 @@ the cache at `<home>/cache/teacher.duckdb`, counting into the current build (see
 from __future__ import annotations
 
 from sources.settings import Settings
-from teacher.backends import build_backend
+from teacher.backends import build_backend, truncation_retry_of
 from teacher.cache import TeacherCache, current_build_id
 from teacher.client import Teacher
 
@@ -23,6 +23,11 @@ def open_teacher(settings: Settings, run_id: str | None = None, cache: bool = Tr
         max_retries=t.max_retries,
         retry_backoff_s=t.retry_backoff_s,
         build_id=current_build_id(run_id),
+        truncation_retry=truncation_retry_of(t),
+        max_new_tokens_cap=t.max_new_tokens_cap,
+        price_prompt_per_million=t.price_prompt_per_million,
+        price_completion_per_million=t.price_completion_per_million,
+        commit_interval_s=t.commit_interval_s,
     )
 
 

@@ -83,6 +83,15 @@ class BuildCounters:
     backend_errors: int = 0
     completion_tokens: int = 0
     backend_seconds: float = 0.0
+    # [issue 15] server-scale accounting: tokens from `usage`, HTTP requests and retries by cause, cost
+    prompt_tokens: int = 0
+    http_requests: int = 0  # HTTP requests sent (openai backend): backend calls plus their retries
+    truncated: int = 0  # answers cut at the token budget (finish_reason "length", or JSON cut mid-object)
+    retries_truncated: int = 0  # asked again with a doubled token budget
+    retries_rate_limited: int = 0  # 429s waited out
+    retries_server_error: int = 0  # 5xx (and 408/409/425) retried
+    retries_connection: int = 0  # connection errors and timeouts retried
+    cost_usd: float = 0.0  # from teacher.price_*_per_million; 0 when no price is set
 
     def __add__(self, other: BuildCounters) -> BuildCounters:
         return BuildCounters(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -98,6 +107,26 @@ class BuildCounters:
 
 
 COUNTER_COLUMNS = [f.name for f in fields(BuildCounters)]
+# [issue 15] counters added after the first release: ALTERed into existing cache files, so column order is stable
+_ADDED_COUNTERS = COUNTER_COLUMNS[COUNTER_COLUMNS.index("prompt_tokens") :]
+_MIGRATE = "".join(
+    f"ALTER TABLE teacher_builds ADD COLUMN IF NOT EXISTS {name} "
+    f"{'DOUBLE' if name == 'cost_usd' else 'BIGINT'} DEFAULT 0;\n"
+    for name in _ADDED_COUNTERS
+)
+_CALL_COLUMNS = {
+    "call_id": pl.String, "backend": pl.String, "model": pl.String, "task": pl.String, "prompt_version": pl.String,
+    "request": pl.String, "response": pl.String, "response_json": pl.String, "status": pl.String,
+    "attempts": pl.Int32, "latency_s": pl.Float64, "created_at": pl.Datetime("us"), "build_id": pl.String,
+}  # fmt: skip
+_BUILD_COLUMNS = ", ".join(["build_id", "started_at", "updated_at", *COUNTER_COLUMNS])
+
+
+def with_rates(counters: dict[str, Any]) -> dict[str, Any]:
+    """Counters plus what is derived from them: completion tokens per second of backend time."""
+    seconds = counters.get("backend_seconds") or 0.0
+    rate = counters.get("completion_tokens", 0) / seconds if seconds > 0 else 0.0
+    return {**counters, "tokens_per_s": round(rate, 2), "cost_usd": round(counters.get("cost_usd", 0.0), 6)}
 
 
 @dataclass(slots=True)
@@ -154,6 +183,7 @@ class TeacherCache:
             try:
                 if not self._ready:
                     con.execute(_DDL)
+                    con.execute(_MIGRATE)
                     self._ready = True
                 yield con
             finally:
@@ -193,16 +223,19 @@ class TeacherCache:
             )
             for r in records
         ]
+        # one INSERT ... SELECT over an Arrow table: executemany runs the statement once per row (~30 ms a row)
+        table = pl.DataFrame(rows, schema=_CALL_COLUMNS, orient="row").to_arrow() if rows else None
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            if rows:
-                con.executemany(
-                    "INSERT INTO teacher_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) "
+            if table is not None:
+                con.register("new_calls", table)
+                con.execute(
+                    "INSERT INTO teacher_calls SELECT * FROM new_calls ON CONFLICT (call_id) "
                     "DO UPDATE SET response = excluded.response, response_json = excluded.response_json, "
                     "status = excluded.status, attempts = teacher_calls.attempts + 1, "
-                    "latency_s = excluded.latency_s, created_at = excluded.created_at, build_id = excluded.build_id",
-                    rows,
+                    "latency_s = excluded.latency_s, created_at = excluded.created_at, build_id = excluded.build_id"
                 )
+                con.unregister("new_calls")
             if counters is not None and not counters.is_zero():
                 self._add_counters(con, build_id, counters, now)
             con.execute("COMMIT")
@@ -218,7 +251,8 @@ class TeacherCache:
         values = [getattr(c, name) for name in COUNTER_COLUMNS]
         updates = ", ".join(f"{name} = teacher_builds.{name} + excluded.{name}" for name in COUNTER_COLUMNS)
         con.execute(
-            f"INSERT INTO teacher_builds VALUES (?, ?, ?, {', '.join('?' * len(values))}) ON CONFLICT (build_id) "
+            f"INSERT INTO teacher_builds ({_BUILD_COLUMNS}) VALUES (?, ?, ?, {', '.join('?' * len(values))}) "
+            "ON CONFLICT (build_id) "
             f"DO UPDATE SET updated_at = excluded.updated_at, {updates}",
             [build_id, now, now, *values],
         )
@@ -230,7 +264,8 @@ class TeacherCache:
         zeros = [0] * len(COUNTER_COLUMNS)
         with self.connect() as con:
             con.execute(
-                f"INSERT INTO teacher_builds VALUES (?, ?, ?, {', '.join('?' * len(zeros))}) ON CONFLICT DO NOTHING",
+                f"INSERT INTO teacher_builds ({_BUILD_COLUMNS}) VALUES (?, ?, ?, {', '.join('?' * len(zeros))}) "
+                "ON CONFLICT DO NOTHING",
                 [build_id, now, now, *zeros],
             )
 
@@ -253,15 +288,15 @@ class TeacherCache:
                 f"SELECT count(*), {', '.join(f'coalesce(sum({c}), 0)' for c in COUNTER_COLUMNS)} FROM teacher_builds"
             ).fetchone()
             by_status = dict(con.execute("SELECT status, count(*) FROM teacher_calls GROUP BY status").fetchall())
-        last_build: dict[str, Any] = {"build_id": None, **BuildCounters().to_dict()}
+        last_build: dict[str, Any] = {"build_id": None, **with_rates(BuildCounters().to_dict())}
         if last:
             last_build = {
                 "build_id": last[0],
                 "started_at": last[1].isoformat(),
                 "updated_at": last[2].isoformat(),
-                **BuildCounters(*last[3:]).to_dict(),
+                **with_rates(BuildCounters(*last[3:]).to_dict()),
             }
-        total = {"builds": totals[0], **BuildCounters(*totals[1:]).to_dict()}
+        total = {"builds": totals[0], **with_rates(BuildCounters(*totals[1:]).to_dict())}
         return {"last_build": last_build, "total": total, "calls": by_status}
 
     def calls_frame(self) -> pl.DataFrame:
@@ -286,8 +321,8 @@ def status_summary(home: Path) -> dict[str, Any]:
     path = cache_path(Path(home))
     if not path.exists():
         return {
-            "last_build": {"build_id": None, **BuildCounters().to_dict()},
-            "total": {"builds": 0, **BuildCounters().to_dict()},
+            "last_build": {"build_id": None, **with_rates(BuildCounters().to_dict())},
+            "total": {"builds": 0, **with_rates(BuildCounters().to_dict())},
             "calls": {},
         }
     return TeacherCache(path).summary()

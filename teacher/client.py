@@ -1,14 +1,30 @@
 """The Teacher: backend + cache + parsing + repair + quarantine, for any batch of jobs.
 
-A job is a request plus a parser. `Teacher.run(jobs)` answers every job from the cache or the backend (in batches
-of `batch_size`, each batch committed to the cache as soon as it returns), parses each answer, and gives a job
-whose answer does not parse up to `max_retries` repair turns (the bad answer and what was wrong with it go back to
-the model). Backend failures are retried as they were. A job still failing after that is quarantined with reason
-`malformed_output` or `backend_error` and its raw text kept, so the caller can write it to `rejects`.
+A job is a request plus a parser. `Teacher.run(jobs)` answers every job from the cache or the backend, parses
+each answer, and gives a job whose answer does not parse up to `max_retries` repair turns (the bad answer and what
+was wrong with it go back to the model). Backend failures are retried as they were. A job still failing after that
+is quarantined with reason `malformed_output` or `backend_error` and its raw text kept, so the caller can write it
+to `rejects`. Identical requests are asked once.
+
+Two ways through the backend, same outcome:
+- **Streaming** (backends with `stream()`, the OpenAI-compatible server): every request goes into the backend's
+  sliding window at once; each answer is parsed the moment it arrives, committed to the cache with whatever else
+  arrived meanwhile, and a repair or larger-budget retry goes straight back into the window. A `kill -9` loses only
+  what was in flight. Each commit opens the DuckDB file (the lock is shared with other processes), which costs
+  ~10 ms on an idle host and far more on a loaded one: `commit_interval_s` > 0 commits at most that often, and a
+  crash then also loses up to that many seconds of answers (asked again by the rerun, never twice once committed).
+- **Rounds** (in-process backends): misses in batches of `batch_size` (similar prompt lengths together), each batch
+  committed as it returns; repairs form the next round.
+
+Truncation (`truncation_retry`, on for server and vLLM backends): an answer that stopped at the token budget
+(`finish_reason == "length"`, or JSON cut mid-object) is asked again with `max_new_tokens` doubled, up to
+`max_new_tokens_cap`; these retries are counted (`truncated`, `retries_truncated`) apart from malformed output
+and do not use up the repair turns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -27,7 +43,7 @@ from teacher.cache import (
     call_id_of,
     current_build_id,
 )
-from teacher.parse import ParseResult
+from teacher.parse import MALFORMED_JSON, ParseResult, is_cut_json
 from teacher.prompts import repair_request
 
 logger = logging.getLogger(__name__)
@@ -56,6 +72,7 @@ class JobResult:
     quarantine: str | None = None  # MALFORMED_OUTPUT / BACKEND_ERROR
     detail: str = ""
     n_dropped_items: int = 0
+    truncation_retries: int = 0  # times asked again with a doubled token budget (not counted in attempts)
 
     @property
     def ok(self) -> bool:
@@ -73,7 +90,6 @@ class TeacherStats:
     answers_parsed: int = 0
     repairs: int = 0
     dropped_items: int = 0  # items a parser dropped from answers that parsed (invalid, copied, duplicate)
-    prompt_tokens: int = 0
 
     @property
     def parse_rate(self) -> float:
@@ -87,7 +103,7 @@ class TeacherStats:
 
     def _combine(self, other: TeacherStats, sign: int) -> TeacherStats:
         combined = TeacherStats(self.counters + other.counters if sign > 0 else self.counters - other.counters)
-        for name in ("jobs", "jobs_ok", "answers", "answers_parsed", "repairs", "dropped_items", "prompt_tokens"):
+        for name in ("jobs", "jobs_ok", "answers", "answers_parsed", "repairs", "dropped_items"):
             setattr(combined, name, getattr(self, name) + sign * getattr(other, name))
         return combined
 
@@ -108,6 +124,7 @@ class TeacherStats:
             "repairs": self.repairs,
             "dropped_items": self.dropped_items,
             "tokens_per_s": round(self.tokens_per_s, 2),
+            "cost_usd": round(self.counters.cost_usd, 6),
         }
 
 
@@ -123,6 +140,12 @@ class Teacher:
         max_retries: int = 2,
         retry_backoff_s: float = 0.0,
         build_id: str | None = None,
+        truncation_retry: bool = False,
+        max_new_tokens_cap: int = 2048,
+        price_prompt_per_million: float | None = None,
+        price_completion_per_million: float | None = None,
+        streaming: bool | None = None,
+        commit_interval_s: float = 0.0,
     ):
         self.backend = backend
         self.cache = cache
@@ -130,55 +153,39 @@ class Teacher:
         self.max_retries = max(0, max_retries)
         self.retry_backoff_s = retry_backoff_s
         self.build_id = build_id or current_build_id()
+        self.truncation_retry = truncation_retry
+        self.max_new_tokens_cap = max_new_tokens_cap
+        self.prices = (price_prompt_per_million or 0.0, price_completion_per_million or 0.0)
+        self._streaming = streaming  # None: stream whenever the backend can
+        self.commit_interval_s = commit_interval_s  # streaming: at most one cache commit per this many seconds
         self.stats = TeacherStats()
         self._unflushed = BuildCounters()
-        self.on_batch: Callable[[TeacherStats], None] | None = None  # progress hook, called after each batch
+        self.on_batch: Callable[[TeacherStats], None] | None = None  # progress hook, called after each commit
+        self._run_total = self._run_settled = 0
+        self._retried_cut: set[str] = set()  # cut calls already re-asked in this run
+        self._run_started = time.monotonic()
 
     @property
     def supports_logprobs(self) -> bool:
         return self.backend.supports_logprobs
+
+    @property
+    def streaming(self) -> bool:
+        """Whether requests go one by one into the backend's window (see the module docstring)."""
+        can = callable(getattr(self.backend, "stream", None))
+        return can if self._streaming is None else self._streaming and can
 
     def run(self, jobs: list[Job]) -> list[JobResult]:
         """Answer every job; results come back in job order."""
         before = self.snapshot()
         results = [JobResult() for _ in jobs]
         requests = [job.request for job in jobs]
-        pending = list(range(len(jobs)))
-        for attempt in range(self.max_retries + 1):
-            if not pending:
-                break
-            if attempt and self.retry_backoff_s and any(results[i].quarantine == BACKEND_ERROR for i in pending):
-                time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
-            answers = self._answer([requests[i] for i in pending], [jobs[i].parse for i in pending])
-            retry = []
-            for i, (call_id, response, parsed) in zip(pending, answers, strict=True):
-                result = results[i]
-                result.attempts += 1
-                result.call_id, result.response = call_id, response
-                result.quarantine, result.detail = None, ""
-                if not response.ok:
-                    result.quarantine, result.detail = BACKEND_ERROR, response.error or "unknown error"
-                elif parsed is None:
-                    result.value = response
-                else:
-                    self.stats.answers += 1
-                    if parsed.ok:
-                        result.value, result.n_dropped_items = parsed.value, parsed.n_dropped_items
-                        self.stats.answers_parsed += 1
-                        self.stats.dropped_items += parsed.n_dropped_items
-                    else:
-                        result.quarantine = MALFORMED_OUTPUT
-                        result.detail = json.dumps(
-                            {"parse": parsed.reason, "why": parsed.detail, "raw": response.text}
-                        )
-                        requests[i] = repair_request(
-                            jobs[i].request, response.text, f"{parsed.reason}: {parsed.detail}"
-                        )
-                        self._count(parse_failures=1)
-                if result.quarantine and attempt < self.max_retries:
-                    retry.append(i)
-                    self.stats.repairs += result.quarantine == MALFORMED_OUTPUT
-            pending = retry
+        self._run_total, self._run_settled, self._run_started = len(jobs), 0, time.monotonic()
+        self._retried_cut = set()
+        if self.streaming:
+            self._run_streaming(jobs, results, requests)
+        else:
+            self._run_rounds(jobs, results, requests)
         for result in results:
             if result.quarantine:
                 self._count(quarantined=1)
@@ -193,7 +200,87 @@ class Teacher:
         """A copy of the stats so far; `teacher.stats - snapshot` is the work done since."""
         return self.stats + TeacherStats()
 
-    # ------------------------------------------------------------------ one round of calls
+    def progress(self) -> dict[str, Any]:
+        """Live figures for progress lines: tokens/s, cost, the backend's window, the current run's ETA."""
+        c = self.stats.counters
+        live: dict[str, Any] = {
+            "tokens_per_s": round(self.stats.tokens_per_s, 1),
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens,
+        }
+        if c.cost_usd:
+            live["cost_usd"] = round(c.cost_usd, 4)
+        window = getattr(self.backend, "window_size", None)
+        if window is not None:
+            live["window"] = window
+        if self._run_settled and self._run_total > self._run_settled:
+            per_job = (time.monotonic() - self._run_started) / self._run_settled
+            live["eta_s"] = round(per_job * (self._run_total - self._run_settled), 1)
+        return live
+
+    # ------------------------------------------------------------------ one answer
+
+    def _settle(self, i: int, job: Job, result: JobResult, requests: list[TeacherRequest], answer: tuple) -> bool:
+        """Record one answer (call_id, response, parse result) for job `i`; True when the job must be asked again
+        (then `requests[i]` holds the next request: the same, a repair turn, or a larger token budget)."""
+        call_id, response, parsed = answer
+        request = requests[i]
+        if self._truncated(request, response, parsed):
+            result.truncation_retries += 1
+            requests[i] = dataclasses.replace(
+                request, max_new_tokens=min(self.max_new_tokens_cap, 2 * request.max_new_tokens)
+            )
+            if call_id not in self._retried_cut:  # jobs sharing the cut call share its retry too
+                self._retried_cut.add(call_id)
+                self._count(retries_truncated=1)
+            return True
+        result.attempts += 1
+        result.call_id, result.response = call_id, response
+        result.quarantine, result.detail = None, ""
+        if not response.ok:
+            result.quarantine, result.detail = BACKEND_ERROR, response.error or "unknown error"
+        elif parsed is None:
+            result.value = response
+        else:
+            self.stats.answers += 1
+            if parsed.ok:
+                result.value, result.n_dropped_items = parsed.value, parsed.n_dropped_items
+                self.stats.answers_parsed += 1
+                self.stats.dropped_items += parsed.n_dropped_items
+            else:
+                result.quarantine = MALFORMED_OUTPUT
+                result.detail = json.dumps({"parse": parsed.reason, "why": parsed.detail, "raw": response.text})
+                requests[i] = repair_request(job.request, response.text, f"{parsed.reason}: {parsed.detail}")
+                self._count(parse_failures=1)
+        if result.quarantine and result.attempts <= self.max_retries:
+            self.stats.repairs += result.quarantine == MALFORMED_OUTPUT
+            return True
+        self._run_settled += 1
+        return False
+
+    def _truncated(self, request: TeacherRequest, response: TeacherResponse, parsed: ParseResult | None) -> bool:
+        """Whether to ask again with a larger budget: cut at the budget, and the budget can still grow."""
+        if not self.truncation_retry or not response.ok or request.max_new_tokens >= self.max_new_tokens_cap:
+            return False
+        if response.finish_reason == "length":
+            return True
+        return parsed is not None and parsed.reason == MALFORMED_JSON and is_cut_json(response.text)
+
+    # ------------------------------------------------------------------ rounds (in-process backends)
+
+    def _run_rounds(self, jobs: list[Job], results: list[JobResult], requests: list[TeacherRequest]) -> None:
+        pending = list(range(len(jobs)))
+        round_no = 0
+        while pending:
+            if round_no and self.retry_backoff_s and any(results[i].quarantine == BACKEND_ERROR for i in pending):
+                time.sleep(self.retry_backoff_s * 2 ** (round_no - 1))
+            answers = self._answer([requests[i] for i in pending], [jobs[i].parse for i in pending])
+            pending = [
+                i
+                for i, answer in zip(pending, answers, strict=True)
+                if self._settle(i, jobs[i], results[i], requests, answer)
+            ]
+            round_no += 1
 
     def _answer(
         self, requests: list[TeacherRequest], parsers: list[Parser | None]
@@ -232,26 +319,124 @@ class Teacher:
             logger.warning("teacher backend %s failed a batch of %d: %r", self.backend.name, len(batch), exc)
             elapsed = time.perf_counter() - started
             responses = [TeacherResponse.failed(f"{type(exc).__name__}: {exc}", elapsed / len(batch)) for _ in batch]
-        elapsed = time.perf_counter() - started
-        out, records = [], []
-        for request, response, parser, call_id in zip(batch, responses, parsers, call_ids, strict=True):
-            parsed = _parse(parser, response)
-            status = STATUS_FAILED if not response.ok else STATUS_MALFORMED if parsed and not parsed.ok else STATUS_OK
+        parsed = [_parse(parser, response) for parser, response in zip(parsers, responses, strict=True)]
+        self._commit(call_ids, batch, responses, parsed, time.perf_counter() - started)
+        return list(zip(responses, parsed, strict=True))
+
+    # ------------------------------------------------------------------ streaming (server backends)
+
+    def _run_streaming(self, jobs: list[Job], results: list[JobResult], requests: list[TeacherRequest]) -> None:
+        stream = self.backend.stream()  # type: ignore[attr-defined]
+        waiting: dict[str, list[int]] = {}  # call id in flight -> the jobs waiting for its answer
+        ready = list(range(len(jobs)))
+        busy_since = last_commit = time.perf_counter()
+        held: list[tuple[str, TeacherResponse]] = []  # arrived, waiting for the next commit
+        while ready or waiting or held:
+            if ready:
+                if not waiting:
+                    busy_since = time.perf_counter()
+                ready = self._dispatch(ready, jobs, results, requests, waiting, stream)
+                continue
+            if waiting:
+                held += stream.wait(timeout=self.commit_interval_s or 1.0)
+            now = time.perf_counter()
+            if held and (now - last_commit >= self.commit_interval_s or not ready and len(held) == len(waiting)):
+                elapsed, busy_since, last_commit = now - busy_since, now, now
+                ready = self._arrived(held, jobs, results, requests, waiting, elapsed)
+                held = []
+
+    def _dispatch(
+        self,
+        ready: list[int],
+        jobs: list[Job],
+        results: list[JobResult],
+        requests: list[TeacherRequest],
+        waiting: dict[str, list[int]],
+        stream: Any,
+    ) -> list[int]:
+        """Answer `ready` jobs from the cache, join identical calls in flight, submit the rest; returns the jobs
+        whose cached answer sends them round again."""
+        ids = {i: call_id_of(self.backend.name, self.backend.model, requests[i]) for i in ready}
+        cached = self.cache.lookup({c for c in ids.values() if c not in waiting}) if self.cache else {}
+        self._count(cache_hits=sum(1 for i in ready if ids[i] in cached))
+        parsed: dict[str, ParseResult | None] = {}
+        again = []
+        for i in ready:
+            call_id = ids[i]
+            if call_id in cached:
+                if call_id not in parsed:
+                    parsed[call_id] = _parse(jobs[i].parse, cached[call_id])
+                if self._settle(i, jobs[i], results[i], requests, (call_id, cached[call_id], parsed[call_id])):
+                    again.append(i)
+            elif call_id in waiting:
+                waiting[call_id].append(i)
+            else:
+                waiting[call_id] = [i]
+                stream.submit(call_id, requests[i])
+        return again
+
+    def _arrived(
+        self,
+        arrived: list[tuple[str, TeacherResponse]],
+        jobs: list[Job],
+        results: list[JobResult],
+        requests: list[TeacherRequest],
+        waiting: dict[str, list[int]],
+        elapsed: float,
+    ) -> list[int]:
+        """Parse and commit answers that came in together; returns the jobs to ask again."""
+        call_ids, sent, responses, parsed, waiters = [], [], [], [], []
+        for call_id, response in arrived:
+            job_ids = waiting.pop(call_id)
+            call_ids.append(call_id)
+            sent.append(requests[job_ids[0]])
+            responses.append(response)
+            parsed.append(_parse(jobs[job_ids[0]].parse, response))
+            waiters.append(job_ids)
+        self._commit(call_ids, sent, responses, parsed, elapsed)
+        return [
+            i
+            for call_id, response, result, job_ids in zip(call_ids, responses, parsed, waiters, strict=True)
+            for i in job_ids
+            if self._settle(i, jobs[i], results[i], requests, (call_id, response, result))
+        ]
+
+    # ------------------------------------------------------------------ accounting and commits
+
+    def _commit(
+        self,
+        call_ids: list[str],
+        sent: list[TeacherRequest],
+        responses: list[TeacherResponse],
+        parsed: list[ParseResult | None],
+        elapsed: float,
+    ) -> None:
+        """Count answers fresh from the backend and write them (with the counters so far) in one transaction."""
+        records = []
+        for call_id, request, response, result in zip(call_ids, sent, responses, parsed, strict=True):
+            status = STATUS_FAILED if not response.ok else STATUS_MALFORMED if result and not result.ok else STATUS_OK
             records.append(CallRecord(call_id, self.backend.name, self.backend.model, request, response, status))
-            out.append((response, parsed))
-            self.stats.prompt_tokens += response.prompt_tokens
-        errors = sum(1 for r in responses if not r.ok)
+        prompt = sum(r.prompt_tokens for r in responses)
+        completion = sum(r.completion_tokens for r in responses)
         self._count(
-            backend_calls=len(batch),
-            backend_errors=errors,
+            backend_calls=len(responses),
+            backend_errors=sum(1 for r in responses if not r.ok),
             backend_seconds=elapsed,
-            completion_tokens=sum(r.completion_tokens for r in responses),
+            completion_tokens=completion,
+            prompt_tokens=prompt,
+            truncated=sum(1 for r in responses if r.ok and r.finish_reason == "length"),
+            cost_usd=(prompt * self.prices[0] + completion * self.prices[1]) / 1e6,
+            **self._backend_counters(),
         )
         if self.cache is not None:
             self.cache.record(records, self.build_id, self._take_unflushed())
         if self.on_batch is not None:
             self.on_batch(self.stats)
-        return out
+
+    def _backend_counters(self) -> dict[str, int]:
+        """What the backend counted itself (HTTP requests, retries by cause), for backends that count."""
+        take = getattr(self.backend, "take_counters", None)
+        return take() if callable(take) else {}
 
     def _count(self, **deltas: float) -> None:
         delta = BuildCounters(**deltas)

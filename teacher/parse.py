@@ -213,6 +213,12 @@ def _balanced_end(text: str) -> int | None:
     return None
 
 
+def is_cut_json(text: str) -> bool:
+    """True when the answer opens a JSON object or array that never closes: cut off at the token budget."""
+    match = re.search(r"[\[{]", text)
+    return match is not None and _balanced_end(text[match.start() :]) is None
+
+
 def _salvage_truncated(body: str) -> Any | None:
     """Close a cut-off JSON value starting at body[0]: keep it up to its last complete list element, then close
     the open brackets."""

@@ -10,7 +10,7 @@ name and model) into the call id, so every field that changes the output must be
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 INSTALL_HINT_GPU = "pip install chronoprism[gpu]"
@@ -47,7 +47,8 @@ class TeacherRequest:
     prompt_version: str = ""
 
     def payload(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict, not deep-copied (`asdict` deep-copies every message: the hot path at scale)."""
+        return {name: getattr(self, name) for name in _REQUEST_FIELDS}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> TeacherRequest:
@@ -72,7 +73,7 @@ class TeacherResponse:
         return self.error is None
 
     def payload(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _RESPONSE_FIELDS}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> TeacherResponse:
@@ -81,6 +82,10 @@ class TeacherResponse:
     @classmethod
     def failed(cls, error: str, latency_s: float = 0.0) -> TeacherResponse:
         return cls(error=error, finish_reason="error", latency_s=latency_s)
+
+
+_REQUEST_FIELDS = tuple(f.name for f in fields(TeacherRequest))
+_RESPONSE_FIELDS = tuple(f.name for f in fields(TeacherResponse))
 
 
 @runtime_checkable

@@ -1,10 +1,20 @@
 """Any OpenAI-compatible chat server: `vllm serve` in production, `transformers serve` in tests, hosted APIs.
 
-One POST `/chat/completions` per request, at most `concurrency` in flight, each with a timeout and up to
-`http_retries` retries with exponential backoff on connection errors, timeouts, 429 and 5xx (other 4xx fail at
-once: retrying a bad request does not fix it). A request that still fails comes back as an error response; the
-batch never raises. The API key is read from the environment variable *named* in settings and only ever put in
-the Authorization header, never logged or stored in the cache.
+One POST `/chat/completions` per request over one aiohttp session on a background event loop, with a sliding
+window of at most `max_in_flight` requests (a new one starts the moment one finishes; see limits.py). The Teacher
+streams through `stream()`: it submits requests and takes answers as they arrive, so one slow answer never holds
+back the others; `generate(batch)` is the same machinery, returning the batch in order.
+
+Failures: connection errors, timeouts and 5xx (and 408/409/425) are retried up to `http_retries` times with
+full-jitter exponential backoff; a 429 waits what `retry-after-ms` / `Retry-After` says (else backoff) outside
+the window, and so does every request about to be sent (the server said when it takes requests again); it
+shrinks the window (AIMD) and queues for a slot again, without using up `http_retries` (a rate limit is not a
+fault; at most `RATE_LIMIT_RETRIES`). Other 4xx fail at once. Optional `requests_per_minute` /
+`tokens_per_minute` budgets pace requests before they are sent. A request that still fails comes back as an error
+response; nothing raises. Retries are counted by cause (`take_counters()`); the Teacher adds them to the build's.
+
+The API key is read from the environment variable *named* in settings and only ever put in the Authorization
+header, never logged or stored in the cache.
 
 Logprobs: vLLM's server returns `top_logprobs` when asked; `transformers serve` ignores the field. With
 `logprobs=None` the backend asks and `supports_logprobs` turns False at the first answer without them, and
@@ -15,20 +25,72 @@ get the request again without it, once, and never again).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import os
+import queue
+import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from collections import Counter
+from collections.abc import Hashable
 from typing import Any
 
-import requests as http
-
 from teacher.backends.base import TeacherRequest, TeacherResponse
+from teacher.backends.limits import AdaptiveWindow, MinuteBudget, backoff_s, retry_after_s
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+RETRY_STATUS = {408, 409, 425, 500, 502, 503, 504}
+RATE_LIMITED = 429
+RATE_LIMIT_RETRIES = 100
+CHARS_PER_TOKEN = 4  # for the tokens-per-minute estimate before `usage` tells the truth
+# counter names (BuildCounters fields) of what the backend did beyond one call per request
+RETRIES_RATE_LIMITED = "retries_rate_limited"
+RETRIES_SERVER_ERROR = "retries_server_error"
+RETRIES_CONNECTION = "retries_connection"
+HTTP_REQUESTS = "http_requests"
+
+
+class RequestStream:
+    """Requests submitted to the backend's window; `wait()` hands back answers in the order they finish."""
+
+    def __init__(self, backend: OpenAIBackend):
+        self._backend = backend
+        self._done: queue.Queue[tuple[Hashable, TeacherResponse]] = queue.Queue()
+        self.pending = 0
+
+    def submit(self, key: Hashable, request: TeacherRequest) -> None:
+        self.pending += 1
+        future = asyncio.run_coroutine_threadsafe(self._backend.call(request), self._backend.loop())
+        future.add_done_callback(lambda f: self._done.put((key, _result_of(f))))
+
+    def wait(self, timeout: float | None = None) -> list[tuple[Hashable, TeacherResponse]]:
+        """Block until at least one answer is in (or `timeout`), then return every answer that is in."""
+        if not self.pending:
+            return []
+        try:
+            arrived = [self._done.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                arrived.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        self.pending -= len(arrived)
+        return arrived
+
+
+def _result_of(future: Any) -> TeacherResponse:
+    try:
+        return future.result()
+    except Exception as exc:  # a bug in the request path: still an answer, never a lost request
+        logger.exception("openai backend: request failed unexpectedly")
+        return TeacherResponse.failed(f"{type(exc).__name__}: {exc}")
 
 
 class OpenAIBackend:
@@ -46,9 +108,14 @@ class OpenAIBackend:
         timeout_s: float = 120.0,
         http_retries: int = 3,
         backoff_s: float = 0.5,
-        concurrency: int = 4,
+        max_in_flight: int = 64,
+        concurrency: int | None = None,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        adaptive_window: bool = True,
         logprobs: bool | None = None,
         constrained_decoding: bool = True,
+        seed: int = 0,
     ):
         if not base_url:
             raise ValueError("the openai backend needs teacher.base_url, e.g. http://127.0.0.1:8000/v1")
@@ -57,22 +124,30 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.http_retries = http_retries
         self.backoff_s = backoff_s
-        self.concurrency = max(1, concurrency)
+        self.window = AdaptiveWindow(concurrency or max_in_flight, adaptive=adaptive_window)
+        self._rpm = MinuteBudget(requests_per_minute) if requests_per_minute else None
+        self._tpm = MinuteBudget(tokens_per_minute) if tokens_per_minute else None
         self.ask_logprobs = logprobs is not False
         self.supports_logprobs = logprobs is not False
         self._logprobs_auto = logprobs is None
         self.constrained_decoding = constrained_decoding
         self._api_key = os.environ.get(api_key_env, "")
-        self._local = threading.local()
+        self._rng = random.Random(seed)
+        self._counters: Counter = Counter()
+        self._counters_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._session: Any = None
+        self._paused_until = 0.0  # monotonic time before which no request is sent (a 429's Retry-After)
+        self._finalizer: weakref.finalize | None = None
+        self._start_lock = threading.Lock()
 
-    def _session(self) -> http.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = http.Session()
-            if self._api_key:
-                session.headers["Authorization"] = f"Bearer {self._api_key}"
-            self._local.session = session
-        return session
+    # ------------------------------------------------------------------ public
+
+    @property
+    def window_size(self) -> int:
+        """Requests allowed in flight right now (shrinks on 429s, grows back)."""
+        return self.window.size
 
     def body(self, request: TeacherRequest) -> dict[str, Any]:
         """The JSON body for one request (public so tests can check what goes on the wire)."""
@@ -96,46 +171,142 @@ class OpenAIBackend:
             }
         return body
 
-    def generate(self, requests: list[TeacherRequest]) -> list[TeacherResponse]:
-        if len(requests) == 1:
-            return [self._one(requests[0])]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(self._one, requests))
+    def stream(self) -> RequestStream:
+        return RequestStream(self)
 
-    def _one(self, request: TeacherRequest) -> TeacherResponse:
+    def generate(self, requests: list[TeacherRequest]) -> list[TeacherResponse]:
+        stream = self.stream()
+        for i, request in enumerate(requests):
+            stream.submit(i, request)
+        out: dict[Hashable, TeacherResponse] = {}
+        while stream.pending:
+            out.update(stream.wait())
+        return [out[i] for i in range(len(requests))]
+
+    def take_counters(self) -> dict[str, int]:
+        """Counts since the last call: HTTP requests sent and retries by cause."""
+        with self._counters_lock:
+            counters, self._counters = dict(self._counters), Counter()
+        return counters
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # closes the session and stops the loop, once
+        self._loop = self._thread = self._session = self._finalizer = None
+
+    # ------------------------------------------------------------------ the event loop
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The background loop all requests run on (started on first use)."""
+        with self._start_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="openai-backend", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+                self._session = asyncio.run_coroutine_threadsafe(self._open_session(), loop).result()
+                # also at interpreter exit or garbage collection, when nobody called close()
+                self._finalizer = weakref.finalize(self, _shut_down, loop, thread, self._session)
+        return self._loop
+
+    async def _open_session(self) -> Any:
+        import aiohttp
+
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        connector = aiohttp.TCPConnector(limit=0)  # the window, not the connector, limits requests in flight
+        return aiohttp.ClientSession(
+            headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+        )
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counters_lock:
+            self._counters[name] += n
+
+    async def call(self, request: TeacherRequest) -> TeacherResponse:
+        """One request through the window, with its retries; always an answer, maybe an error one."""
+        await self.window.acquire()
+        try:
+            return await self._attempts(request)
+        finally:
+            self.window.release()
+
+    async def _attempts(self, request: TeacherRequest) -> TeacherResponse:
+        import aiohttp
+
         started = time.perf_counter()
-        error = "no attempt made"
-        for attempt in range(self.http_retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        error, failures, rate_limited, attempts = "no attempt made", 0, 0, 0
+        while True:
             body = self.body(request)
+            estimate = len(json.dumps(body["messages"])) // CHARS_PER_TOKEN + request.max_new_tokens
+            if self._rpm is not None:
+                await self._rpm.take(1)
+            if self._tpm is not None:
+                await self._tpm.take(estimate)
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:  # the server said when it takes requests again: every request waits for that
+                await asyncio.sleep(pause)
+            attempts += 1
+            self._count(HTTP_REQUESTS)
+            status, text, headers = 0, "", {}
             try:
-                reply = self._session().post(f"{self.base_url}/chat/completions", json=body, timeout=self.timeout_s)
-            except (http.ConnectionError, http.Timeout) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                logger.warning("openai backend: %s (attempt %d)", error, attempt + 1)
-                continue
-            if reply.status_code == 400 and "response_format" in body and self.constrained_decoding:
+                async with self._session.post(f"{self.base_url}/chat/completions", json=body) as reply:
+                    status, text, headers = reply.status, await reply.text(), dict(reply.headers)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                error = f"ConnectionError: {type(exc).__name__}: {exc}"
+            except TimeoutError:
+                error = f"Timeout: no answer in {self.timeout_s}s"
+            if status == 400 and "response_format" in body and self.constrained_decoding:
                 logger.warning("openai backend: server rejected response_format; sending without it from now on")
                 self.constrained_decoding = False
-                return self._one(request)
-            if reply.status_code in RETRY_STATUS:
-                error = f"HTTP {reply.status_code}: {reply.text[:200]}"
-                logger.warning("openai backend: %s (attempt %d)", error, attempt + 1)
                 continue
-            if reply.status_code != 200:
-                return TeacherResponse.failed(
-                    f"HTTP {reply.status_code}: {reply.text[:500]}", time.perf_counter() - started
-                )
-            try:
-                return self._response(reply.json(), request, time.perf_counter() - started)
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                return TeacherResponse.failed(
-                    f"unreadable reply ({exc!r}): {reply.text[:300]}", time.perf_counter() - started
-                )
-        return TeacherResponse.failed(
-            f"gave up after {self.http_retries + 1} attempts: {error}", time.perf_counter() - started
-        )
+            if status == RATE_LIMITED:
+                rate_limited += 1
+                self._count(RETRIES_RATE_LIMITED)
+                self.window.on_rate_limited()
+                if self._tpm is not None:
+                    self._tpm.give_back(estimate)
+                if rate_limited > RATE_LIMIT_RETRIES:
+                    error = f"HTTP 429 {rate_limited} times: {text[:200]}"
+                    break
+                wait = retry_after_s(headers)
+                if wait is None:
+                    wait = backoff_s(rate_limited - 1, self.backoff_s, self._rng)
+                else:
+                    wait += self._rng.uniform(0, 0.1 * wait + 0.01)  # requests told the same time spread out
+                    self._paused_until = max(self._paused_until, time.monotonic() + wait)
+                logger.debug("openai backend: 429, retrying in %.2fs (window %d)", wait, self.window.size)
+                # wait outside the window, then queue for a slot again: the shrunk window limits retries too
+                self.window.release()
+                try:
+                    await asyncio.sleep(wait)
+                finally:
+                    await self.window.acquire()
+                continue
+            if status == 200:
+                try:
+                    response = self._response(json.loads(text), request, time.perf_counter() - started)
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    return TeacherResponse.failed(f"unreadable reply ({exc!r}): {text[:300]}", self._since(started))
+                self.window.on_success()
+                if self._tpm is not None:
+                    self._tpm.give_back(max(0, estimate - response.prompt_tokens - response.completion_tokens))
+                return response
+            if status and status not in RETRY_STATUS:
+                return TeacherResponse.failed(f"HTTP {status}: {text[:500]}", self._since(started))
+            if status:
+                error = f"HTTP {status}: {text[:200]}"
+            failures += 1
+            if failures > self.http_retries:
+                break
+            self._count(RETRIES_SERVER_ERROR if status else RETRIES_CONNECTION)
+            logger.debug("openai backend: %s (attempt %d), retrying", error, attempts)
+            await asyncio.sleep(backoff_s(failures - 1, self.backoff_s, self._rng))
+        logger.warning("openai backend: gave up after %d attempts: %s", attempts, error)  # retries: counters
+        return TeacherResponse.failed(f"gave up after {attempts} attempts: {error}", self._since(started))
+
+    @staticmethod
+    def _since(started: float) -> float:
+        return time.perf_counter() - started
 
     def _response(self, payload: dict[str, Any], request: TeacherRequest, latency: float) -> TeacherResponse:
         choice = payload["choices"][0]
@@ -155,10 +326,16 @@ class OpenAIBackend:
             latency_s=latency,
         )
 
-    def close(self) -> None:
-        session = getattr(self._local, "session", None)
-        if session is not None:
-            session.close()
+
+def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, session: Any) -> None:
+    """Close the HTTP session on its loop, then stop the loop and its thread."""
+    if loop.is_running():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+    if not loop.is_running():
+        loop.close()
 
 
 def first_token_logprobs(logprobs: dict[str, Any] | None) -> dict[str, float] | None:

@@ -99,3 +99,40 @@ def test_the_packaged_model_runs_the_stage(store, models_dir):
     assert meta["teacher_backend"] == "transformers:smollm2-135m-instruct"
     assert meta["backend_calls"] == 2 and meta["tokens_per_s"] > 0
     assert metadata(result, "vrd_candidates")["n_in"] == store.read("situations", "C017").height
+
+
+def test_a_served_teacher_reports_tokens_retries_cost_and_its_window_live(store, home):
+    """[issue 15] teacher.backend=openai against the simulated server: metadata and progress lines carry the
+    new accounting, and `status` sums it per build."""
+    from pipelines.progress import RunProgress
+    from teacher.testing.sim_server import SimServerProcess
+
+    with SimServerProcess(latency=0.0, per_token=0.0, p_truncate=0.3, p_5xx=0.2) as server:
+        settings = {
+            "teacher.backend": "openai",
+            "teacher.base_url": server.base_url,
+            "teacher.model": "sim",
+            "teacher.passages_per_century": 3,
+            "teacher.retry_backoff_s": 0.01,
+            "teacher.price_prompt_per_million": 1.0,
+            "teacher.price_completion_per_million": 4.0,
+        }
+        instance = dg.DagsterInstance.ephemeral()
+        result = dg.materialize(
+            TEACHER_ASSETS, partition_key="C017", resources=resources(**settings), instance=instance
+        )
+    assert result.success
+    meta = metadata(result, "vrd_candidates")
+    assert meta["prompt_tokens"] > 0 and meta["completion_tokens"] > 0 and meta["cost_usd"] > 0
+    assert set(meta["retries"]) == {
+        "retries_truncated",
+        "retries_rate_limited",
+        "retries_server_error",
+        "retries_connection",
+    }
+    progress = RunProgress()
+    lines = [line for line in (progress.feed(entry) for entry in instance.all_logs(result.run_id)) if line]
+    assert any("window 64" in line and "tok/s" in line for line in lines)
+    total = status_summary(home)["last_build"]
+    assert total["build_id"] == result.run_id and total["cost_usd"] > 0 and total["http_requests"] > 0
+    assert total["truncated"] > 0 and total["retries_server_error"] > 0 and total["tokens_per_s"] > 0
