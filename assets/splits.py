@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from assets._common import png_metadata, report_teacher_progress, stage_asset, stage_result
+from assets.teacher import generation_metadata
 from pipelines.concurrency import TEACHER_POOL
 from pipelines.resources import SettingsResource, TeacherResource
 from quality.decontam import decontaminate
@@ -99,7 +100,8 @@ def vrd(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.Mat
     path = store.write("vrd", result.vrd, century)
     store.write_rejects("vrd_dedup", result.rejects, century)
     by_kind = dict(result.vrd.group_by("kind").len().sort("kind").iter_rows())
-    return stage_result(result.stats, result.vrd, path, VRD_PREVIEW, {"items_by_kind": by_kind})
+    extra = {"items_by_kind": by_kind, **generation_metadata(store, "vrd", century, config)}  # [issue 19]
+    return stage_result(result.stats, result.vrd, path, VRD_PREVIEW, extra)
 
 
 def embedder():

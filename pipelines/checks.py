@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 
 from assets.dating import DATING_CHECKS
+from pipelines.collapse_checks import COLLAPSE_CHECKS
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
 from quality.validation import Level, ValidationResult, validate_table
@@ -137,3 +138,4 @@ ASSET_CHECKS: list[dg.AssetChecksDefinition] = [
     table_check(asset, level) for asset in GATED_ASSETS for level in ("blocking", "warn")
 ]
 ASSET_CHECKS += DATING_CHECKS  # [issue 9] documents whose metadata century the date estimator disputes (warn)
+ASSET_CHECKS += COLLAPSE_CHECKS  # [issue 19] teacher collapse on situations / vrd_candidates / vrd (warn)

@@ -5,6 +5,7 @@ chronoprism status [--json]
 chronoprism ui [--port 3000]
 chronoprism publish [--repo-id USER/NAME] [--dry-run]
 chronoprism date FILE... [--json]
+chronoprism teacher-compare A B [--situations N] [--json]
 """
 
 from __future__ import annotations
@@ -277,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     date.add_argument("--json", action="store_true", help="machine-readable output")
     date.add_argument("--set", action="append", metavar="KEY=VALUE", help="settings override (JSON values)")
     date.set_defaults(func=cmd_date)  # [issue 9]
+
+    from pipelines import teacher_compare  # [issue 19]
+
+    compare = sub.add_parser("teacher-compare", help="two teacher configurations on the same situations")
+    teacher_compare.add_arguments(compare)
+    compare.set_defaults(func=teacher_compare.run)
     return parser
 
 
