@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.check_status import check_outcomes, print_checks
 from pipelines.home import activate
 
 
@@ -114,6 +115,7 @@ def collect_status(home: Path) -> dict[str, Any]:
                 partition = (materialization.partition if materialization else None) or "all"
                 stamp = datetime.fromtimestamp(record.timestamp, UTC).isoformat(timespec="seconds")
                 last.setdefault(key.to_user_string(), {}).setdefault(partition, stamp)
+        checks = check_outcomes(instance)  # [issue 19] failed and warned checks by name
     rejects_frame = store.read_rejects()
     rejects: dict[str, dict[str, int]] = {}
     if rejects_frame.height:
@@ -121,6 +123,7 @@ def collect_status(home: Path) -> dict[str, Any]:
         for stage, reason, count in counts.iter_rows():
             rejects.setdefault(stage, {})[reason] = count
     status: dict[str, Any] = {"home": str(home), "assets": assets, "last_materialization": last, "rejects": rejects}
+    status["checks"] = checks
     status["date_methods"] = date_methods(store)  # [issue 9] estimated rows counted under their own method
     try:
         from teacher.cache import status_summary
@@ -165,6 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("date methods: " + ", ".join(f"{method}={n}" for method, n in status["date_methods"].items()))
     if "teacher" in status:
         print("teacher: " + json.dumps(status["teacher"], sort_keys=True))
+    print_checks(status.get("checks") or {})  # [issue 19]
     return 0
 
 
