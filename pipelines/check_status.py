@@ -20,7 +20,9 @@ def check_outcomes(instance, limit: int = 5000) -> dict[str, Any]:
         key = (evaluation.asset_key.to_user_string(), evaluation.check_name, evaluation.partition)
         latest.setdefault(key, evaluation)
     outcome: dict[str, Any] = {"passed": 0, "failed": [], "warned": []}
-    for (asset, check, partition), evaluation in sorted(latest.items(), key=lambda item: (item[0][1], item[0][2] or "")):
+    for (asset, check, partition), evaluation in sorted(
+        latest.items(), key=lambda item: (item[0][1], item[0][2] or "")
+    ):
         if evaluation.passed:
             outcome["passed"] += 1
             continue

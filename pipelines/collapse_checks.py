@@ -13,7 +13,7 @@ import dagster as dg
 
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
-from quality.generation_stats import collapse_findings, century_stats, thresholds_of
+from quality.generation_stats import century_stats, collapse_findings, thresholds_of
 from sources.storage import Store
 
 COLLAPSE_ASSETS = ("situations", "vrd_candidates", "vrd")

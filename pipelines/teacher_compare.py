@@ -123,9 +123,7 @@ def run_teacher(label: str, settings: Settings, situations: pl.DataFrame) -> Tea
     return TeacherRun(label, backend, result.frame, stats, warnings, cost)
 
 
-def compare_teachers(
-    situations: pl.DataFrame, a: tuple[str, Settings], b: tuple[str, Settings]
-) -> Comparison:
+def compare_teachers(situations: pl.DataFrame, a: tuple[str, Settings], b: tuple[str, Settings]) -> Comparison:
     """Both configurations on the same `situations`, then their statistics and agreement."""
     run_a = run_teacher(a[0], a[1], situations)
     run_b = run_teacher(b[0], b[1], situations)
@@ -142,7 +140,7 @@ def render(comparison: Comparison) -> str:
         for name, show in (
             ("items", lambda k: str(k.n_items)),
             ("per situation", lambda k: f"{k.items_per_situation:.2f}"),
-            ("distinct texts", lambda k: f"{k.distinct_text_ratio:.0%}"),
+            ("distinct texts", lambda k: f"{k.distinct_texts} ({k.distinct_text_ratio:.0%})"),
             ("top text", lambda k: f"{k.top_text[:24]} {k.top_text_share:.0%}" if k.n_items else "-"),
             ("valences", lambda k: " ".join(f"{v[0]}{n}" for v, n in k.valences.items()) or "-"),
             ("valence entropy", lambda k: f"{k.valence_entropy:.2f} bits"),
@@ -152,10 +150,14 @@ def render(comparison: Comparison) -> str:
             rows.append((f"{kind} {name}", show(ka), show(kb)))
     for name in ("backend_calls", "cache_hits", "parse_rate", "seconds"):
         rows.append((name, str(a.cost.get(name, "")), str(b.cost.get(name, ""))))
+    first = max(len(r[0]) for r in rows) + 2
     width = max(len(r[1]) for r in rows) + 2
     centuries = ", ".join(f"{c} {n}" for c, n in comparison.centuries.items())
-    lines = [f"{comparison.situations} situations ({centuries})", f"{'':<22}{'A: ' + a.label:<{width}}B: {b.label}"]
-    lines += [f"{name:<22}{left:<{width}}{right}" for name, left, right in rows]
+    lines = [
+        f"{comparison.situations} situations ({centuries})",
+        f"{'':<{first}}{'A: ' + a.label:<{width}}B: {b.label}",
+    ]
+    lines += [f"{name:<{first}}{left:<{width}}{right}" for name, left, right in rows]
     g = comparison.agreement
     lines.append(
         f"agreement: {g.shared} items in both (A {g.items_a}, B {g.items_b}; jaccard {g.item_jaccard:.2f}), "

@@ -10,16 +10,16 @@ What good looks like (ValuePrism, Sorensen et al. 2024): 218k items over 31k sit
 (~2.3 per kind), most texts distinct, all three valences used for every kind, 91 % rated high quality by people.
 The default thresholds (`CollapseThresholds`) sit far below that, so they flag a collapse, not a merely weak teacher:
 
-| rule                        | default | fires when (per century and kind, with at least `min_items` items)          |
-|-----------------------------|---------|-------------------------------------------------------------------------------|
-| max_top_text_share          | 0.25    | one text is more than this share of the kind's items (and >= min_top_count)  |
-| min_distinct_text_ratio     | 0.5     | distinct texts / items is below this                                          |
-| min_valences                | 2       | fewer distinct valences than this among the kind's items                     |
-| max_copied_share            | 0.1     | more than this share of explanations near-copy a few-shot example            |
-| min_items_per_situation     | 0.5     | fewer items of the kind per situation than this (any item count)             |
-| min_explanation_words       | 3       | mean explanation length in words is below this                               |
-| max_verbatim_situation_share| 0.5     | more than this share of situations restate their passage verbatim            |
-| max_copied_share (situations)| 0.1    | more than this share of situations near-copy a few-shot situation            |
+| rule                         | default | fires when (per century and kind, with at least `min_items` items)       |
+|------------------------------|---------|---------------------------------------------------------------------------|
+| max_top_text_share           | 0.25    | one text is above this share of the kind's items (and >= min_top_count)  |
+| min_distinct_text_ratio      | 0.5     | distinct texts / items is below this                                      |
+| min_valences                 | 2       | fewer distinct valences than this among the kind's items                 |
+| max_copied_share             | 0.1     | above this share of explanations near-copy a few-shot example            |
+| min_items_per_situation      | 0.5     | fewer items of the kind per situation than this (any item count)         |
+| min_explanation_words        | 3       | mean explanation length in words is below this                           |
+| max_verbatim_situation_share | 0.5     | above this share of situations restate their passage verbatim            |
+| max_copied_share             | 0.1     | (situations) above this share near-copy a few-shot situation             |
 
 Near-copy: word-set Jaccard >= `copy_jaccard` (0.7) against any example (explanations are ~10 words, too short
 for the 13-gram overlap used for benchmark decontamination). Verbatim: at least `verbatim_share` (0.8) of the
@@ -149,7 +149,7 @@ def restates(situation: str, passage: str, n: int, share: float) -> bool:
 def entropy_bits(counts: Iterable[int]) -> float:
     counts = [c for c in counts if c]
     total = sum(counts)
-    return -sum(c / total * math.log2(c / total) for c in counts) if total else 0.0
+    return max(0.0, -sum(c / total * math.log2(c / total) for c in counts)) if total else 0.0  # never -0.0
 
 
 def text_key(text: str | None) -> str:
@@ -244,7 +244,11 @@ def collapse_findings(stats: GenerationStats, thresholds: CollapseThresholds | N
 
     for kind, k in stats.kinds.items():
         plural = VRD_KIND_PLURALS[kind]
-        if th.min_items_per_situation is not None and k.n_situations and k.items_per_situation < th.min_items_per_situation:
+        if (
+            th.min_items_per_situation is not None
+            and k.n_situations
+            and k.items_per_situation < th.min_items_per_situation
+        ):
             fire(
                 "min_items_per_situation", kind, k.items_per_situation, th.min_items_per_situation,
                 f"{plural}: {k.items_per_situation:.2f} per situation in {c} (< {th.min_items_per_situation})",
@@ -315,9 +319,15 @@ def century_stats(
     Item tables are described per kind (situations only as the denominator), `situations` with its passages."""
     if not store.exists(table, century):
         return None
-    read = lambda name: store.read(name, century, schema={**GENERATED_TABLES, "passages": PASSAGES}[name], missing_ok=True)  # noqa: E731
+    schemas = {**GENERATED_TABLES, "passages": PASSAGES}
+
+    def read(name: str) -> pl.DataFrame:
+        return store.read(name, century, schema=schemas[name], missing_ok=True)
+
     if table == "situations":
-        return generation_stats(century, situations=read("situations"), passages=read("passages"), thresholds=thresholds)
+        return generation_stats(
+            century, situations=read("situations"), passages=read("passages"), thresholds=thresholds
+        )
     stats = generation_stats(century, candidates=read(table), situations=read("situations"), thresholds=thresholds)
     stats.situations = None
     return stats

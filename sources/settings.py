@@ -115,7 +115,9 @@ class TeacherSettings(Section):
     fault_seed: int = Field(0, description="seed of the injected faults")
     # [issue 19] overgeneration (KaleidoSys): vrd_relevant and vrd choose among the samples; docs/teacher.md
     vrd_samples: int = Field(1, ge=1, description="answers sampled per situation and kind; 1 = the one greedy answer")
-    sample_temperature: float = Field(0.8, gt=0, description="temperature of samples 2..n (sample 1 keeps temperature)")
+    sample_temperature: float = Field(
+        0.8, gt=0, description="temperature of samples 2..n (sample 1 keeps temperature)"
+    )
     sample_seeds: list[int] | None = Field(None, description="seed of each sample; None = seed, seed+1, ...")
 
 

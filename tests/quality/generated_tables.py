@@ -13,8 +13,11 @@ HEALTHY_DUTIES = ["Duty to obey the law", "Duty to keep promises", "Duty to care
 VALENCES = ["supports", "opposes", "either"]
 
 
-def situations(n: int, century: str = "C019", text: str = "Lending money to a neighbour in need {i}") -> pl.DataFrame:
-    rows = [{"situation_id": f"s{i}", "passage_id": f"p{i}", "century": century,
+def situations(
+    n: int, century: str = "C019", text: str = "Lending money to a neighbour in need {i}", prefix: str = "s"
+) -> pl.DataFrame:
+    """SITUATIONS rows {prefix}0..{prefix}{n-1}, one passage each (p0...)."""
+    rows = [{"situation_id": f"{prefix}{i}", "passage_id": f"p{i}", "century": century,
              "situation": text.format(i=i), "teacher_call_id": "c"} for i in range(n)]  # fmt: skip
     return frame_of(rows, SITUATIONS)
 

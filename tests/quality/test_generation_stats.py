@@ -16,6 +16,7 @@ from quality.generation_stats import (
 from sources.schema import PASSAGES, frame_of
 from tests.quality.generated_tables import collapsed_table, healthy_table, situations
 
+
 def rules(stats, thresholds=None) -> set[tuple[str, str]]:
     return {(f.rule, f.kind) for f in collapse_findings(stats, thresholds)}
 
