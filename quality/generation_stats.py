@@ -339,6 +339,37 @@ def all_century_stats(store: Store, table: str, thresholds: CollapseThresholds |
     return [stats for stats in found if stats is not None]
 
 
+def card_markdown(store: Store, thresholds: CollapseThresholds | None = None) -> str:
+    """The dataset card's section: the kept `vrd` items per century and kind, the situations, and every collapse
+    warning, so a reader sees what the teacher gave before using the data; "" when nothing was generated."""
+    kept = {s.century: s for s in all_century_stats(store, "vrd", thresholds)}
+    situations = {s.century: s for s in all_century_stats(store, "situations", thresholds)}
+    if not kept and not situations:
+        return ""
+    merged = [
+        GenerationStats(
+            century,
+            situations.get(century, GenerationStats(century)).situations,
+            kept.get(century, GenerationStats(century)).kinds,
+        )
+        for century in sorted(set(kept) | set(situations))
+    ]
+    findings = [f for stats in merged for f in collapse_findings(stats, thresholds)]
+    intro = (
+        "Distribution of the teacher's output per century and kind (kept `vrd` items; situations before the "
+        "relevance filter): items per situation, distinct texts, the most frequent text, valences and their "
+        "entropy (log2 3 = 1.58 bits when all three are equally used), explanation length, and explanations "
+        "near-copying the prompt's few-shot examples. For scale, ValuePrism has ~7 items per situation, most "
+        "distinct, with all three valences for every kind. "
+        + (
+            f"**{len(findings)} collapse warnings**: this teacher's output is not a dataset to train on as is."
+            if findings
+            else "No collapse rule fired."
+        )
+    )
+    return intro + "\n\n" + stats_markdown(merged, findings)
+
+
 def stats_metadata(stats: GenerationStats, thresholds: CollapseThresholds | None = None) -> dict[str, Any]:
     """Asset metadata: the statistics (JSON), the collapse warnings (messages) and a markdown table."""
     findings = collapse_findings(stats, thresholds)

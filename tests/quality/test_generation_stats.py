@@ -8,12 +8,14 @@ import pytest
 from quality.generation_stats import (
     CollapseThresholds,
     agreement,
+    card_markdown,
     collapse_findings,
     generation_stats,
     restates,
     stats_markdown,
 )
 from sources.schema import PASSAGES, frame_of
+from sources.storage import Store
 from tests.quality.generated_tables import collapsed_table, healthy_table, situations
 
 
@@ -102,3 +104,17 @@ def test_markdown_lists_kinds_and_warnings():
     text = stats_markdown([stats], collapse_findings(stats))
     assert "| C019 | value | 9 | 1.50 | 44 % | Justice (67 %) |" in text
     assert "- rights: one valence only (either) in C019" in text
+
+
+def test_card_section_reads_every_century_from_the_store(tmp_path):
+    store = Store(tmp_path)
+    assert card_markdown(store) == ""
+    store.write("situations", situations(6), "C019")
+    kept = {"dedup_group": pl.col("candidate_id"), "keep_reason": pl.lit("distinct")}
+    store.write("vrd", collapsed_table().with_columns(**kept), "C019")
+    store.write("situations", situations(6, "C017"), "C017")
+    store.write("vrd", healthy_table().with_columns(**kept), "C017")
+    text = card_markdown(store)
+    assert text.index("| C017 | value | 9 |") < text.index("| C019 | value | 9 |")
+    assert "| C019 | 6 | 6 | 100 % | 0 % | 0 % |" in text  # the situations table
+    assert "**4 collapse warnings**" in text and "- rights: one valence only (either) in C019" in text
