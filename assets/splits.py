@@ -89,7 +89,8 @@ def vrd_relevant(
     return stage_result(result.stats, result.kept, path, VRD_PREVIEW, extra)
 
 
-@stage_asset("vrd", ["vrd_relevant"], ("python", "parquet"), partitioned=True, reads="filter")
+# reads `collapse` too: its check (vrd_collapse) must run again when the collapse thresholds or `blocking` change
+@stage_asset("vrd", ["vrd_relevant"], ("python", "parquet"), partitioned=True, reads="filter.collapse")
 def vrd(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Relevant candidates after KaleidoSys-style dedup per situation and kind (ROUGE-L and embedding cosine
     against every kept item); dropped near-duplicates are rejects naming the kept candidate."""

@@ -316,7 +316,8 @@ def century_stats(
     store: Store, table: str, century: str, thresholds: CollapseThresholds | None = None
 ) -> GenerationStats | None:
     """Statistics of one written partition of `table` (situations / vrd_candidates / vrd); None when absent.
-    Item tables are described per kind (situations only as the denominator), `situations` with its passages."""
+    Item tables are described per kind; `situations` with its passages, and so is `vrd`, the published table,
+    so its check alone can gate publishing (for `vrd_candidates` situations are only the denominator)."""
     if not store.exists(table, century):
         return None
     schemas = {**GENERATED_TABLES, "passages": PASSAGES}
@@ -328,8 +329,10 @@ def century_stats(
         return generation_stats(
             century, situations=read("situations"), passages=read("passages"), thresholds=thresholds
         )
-    stats = generation_stats(century, candidates=read(table), situations=read("situations"), thresholds=thresholds)
-    stats.situations = None
+    passages = read("passages") if table == "vrd" else None
+    stats = generation_stats(century, read(table), read("situations"), passages, thresholds)
+    if table != "vrd":
+        stats.situations = None
     return stats
 
 

@@ -12,9 +12,11 @@ import pytest
 from pipelines.build import blocks
 from pipelines.check_status import check_outcomes, print_checks
 from pipelines.collapse_checks import collapse_check
+from pipelines.freshness import FreshnessJudge
 from pipelines.home import activate
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
+from sources.settings import Settings
 from sources.storage import Store
 from tests.quality.generated_tables import collapsed_table, healthy_table, situations
 
@@ -69,6 +71,17 @@ def test_collapsed_candidates_warn_or_block_and_status_names_them(home, capsys, 
     expected = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
     assert check.severity == expected and blocks(check) is blocking
     assert Store(home).exists("downstream_ran", "C019") is not blocking  # only an ERROR stops downstream
+
+    defs = dg.Definitions(
+        assets=graph(collapsed_table())[:2],
+        asset_checks=[collapse_check("vrd_candidates")],
+        resources={"settings": SettingsResource()},
+    )
+    judge = FreshnessJudge(instance, defs.resolve_asset_graph(), Settings.load())
+    stale = judge.stale([dg.AssetKey("vrd_candidates")], "C019")  # a warning never re-runs the teacher stage
+    assert stale == (
+        {dg.AssetKey("vrd_candidates"): "blocking check vrd_candidates_collapse failed"} if blocking else {}
+    )
 
     outcome = check_outcomes(instance)
     listed = outcome["failed" if blocking else "warned"]
