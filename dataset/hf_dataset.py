@@ -32,6 +32,7 @@ import polars as pl
 import yaml
 
 from dataset.trend import trend_markdown
+from quality.generation_stats import card_markdown, thresholds_of
 from sources.schema import (
     BENCHMARK,
     DOCUMENTS,
@@ -75,6 +76,7 @@ class CardInfo:
     thresholds: dict[str, Any] = field(default_factory=dict)
     code_version: str = "unknown"
     repo_id: str | None = None
+    generation: str = ""  # [issue 19] teacher output statistics and collapse warnings (markdown); "" = no section
 
 
 def code_version(repo_root: Path | None = None) -> str:
@@ -198,6 +200,7 @@ def render_card(
                 "trend", pl.DataFrame(schema={"century": pl.String, "kind": pl.String, "rank": pl.Int32})
             )
         ),
+        *(["## Teacher output statistics\n\n" + info.generation] if info.generation else []),  # [issue 19]
         "## How it was built\n\n" + _build_section(info),
         "## Sources and licenses\n\n"
         + _sources_table(info.sources)
@@ -332,4 +335,5 @@ def card_info(settings: Settings, store: Store) -> CardInfo:
         },
         code_version=code_version(),
         repo_id=settings.publish.repo_id,
+        generation=card_markdown(store, thresholds_of(settings)),
     )

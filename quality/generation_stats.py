@@ -446,7 +446,7 @@ def stats_markdown(all_stats: Sequence[GenerationStats], findings: Sequence[Find
         lines += ["", "| century | situations | passages | distinct | copied from examples | restate the passage |"]
         lines += ["|---|---|---|---|---|---|", *situation_rows]
     if findings:
-        lines += ["", "Collapse warnings:", *(f"- {f.message}" for f in findings)]
+        lines += ["", "Collapse warnings:", "", *(f"- {f.message}" for f in findings)]
     return "\n".join(lines)
 
 
