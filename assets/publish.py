@@ -17,7 +17,7 @@ from sources.storage import write_text_atomic
     "publish",
     ["vrd_splits", "sft_mixture", "preference_pairs", "benchmark", "pretrain_corpus", "value_trend_data", "documents"],
     ("huggingface", "parquet"),
-    reads="publish.filter.teacher.dedup",  # the card records thresholds and the teacher
+    reads="publish.filter.teacher.dedup.collapse",  # the card records thresholds, the teacher, collapse warnings
 )
 def hf_dataset(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """The local Hugging Face dataset directory (DESIGN.md §5) with a generated card: YAML `configs:` for every

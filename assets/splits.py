@@ -5,6 +5,7 @@ from contextlib import ExitStack
 import dagster as dg
 import polars as pl
 
+from assets.teacher import generation_metadata
 from dataset.decontam import decontaminate
 from dataset.human_review import apply_human_review
 from dataset.splits import (
@@ -90,7 +91,8 @@ def vrd_relevant(
     return stage_result(result.stats, result.kept, path, VRD_PREVIEW, extra)
 
 
-@stage_asset("vrd", ["vrd_relevant"], ("python", "parquet"), partitioned=True, reads="filter")
+# reads `collapse` too: its check (vrd_collapse) must run again when the collapse thresholds or `blocking` change
+@stage_asset("vrd", ["vrd_relevant"], ("python", "parquet"), partitioned=True, reads="filter.collapse")
 def vrd(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Relevant candidates after KaleidoSys-style dedup per situation and kind (ROUGE-L and embedding cosine
     against every kept item); dropped near-duplicates are rejects naming the kept candidate."""
@@ -101,7 +103,8 @@ def vrd(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.Mat
     path = store.write("vrd", result.vrd, century)
     store.write_rejects("vrd_dedup", result.rejects, century)
     by_kind = counts_by(result.vrd, "kind")
-    return stage_result(result.stats, result.vrd, path, VRD_PREVIEW, {"items_by_kind": by_kind})
+    extra = {"items_by_kind": by_kind, **generation_metadata(store, "vrd", century, config)}  # [issue 19]
+    return stage_result(result.stats, result.vrd, path, VRD_PREVIEW, extra)
 
 
 def embedder():

@@ -14,23 +14,18 @@ import polars as pl
 from pipelines.concurrency import TEACHER_POOL
 from pipelines.metadata import report_teacher_progress, stage_asset, stage_result
 from pipelines.resources import SettingsResource, TeacherResource
+from quality.generation_stats import century_stats, stats_metadata, thresholds_of
 from sources.schema import PASSAGES, PRETRAIN, SITUATIONS
 from sources.settings import Settings, config_from
+from sources.storage import Store
 from teacher.client import Teacher, TeacherStats
-from teacher.generate import GenerationConfig, StageResult, extract_situations, generate_vrd
+from teacher.generate import GenerationConfig, StageResult, extract_situations, generate_vrd, generation_config
 from teacher.passages import PassageConfig, select_passages
 
 
 def passage_config(settings: Settings) -> PassageConfig:
     t = settings.teacher
     return config_from(PassageConfig, t, target_chars=t.passage_chars, per_century=t.passages_per_century)
-
-
-def generation_config(settings: Settings) -> GenerationConfig:
-    t = settings.teacher
-    return config_from(
-        GenerationConfig, t, vrd_max_new_tokens=t.max_new_tokens, max_situations=t.max_situations_per_century
-    )
 
 
 def teacher_metadata(result: StageResult, teacher: Teacher) -> dict:
@@ -93,7 +88,18 @@ def run_teacher_stage(
         result = stage(rows, t, generation_config(config))
     path = store.write(table, result.frame, century)
     store.write_rejects(table, result.rejects, century)
-    return stage_result(result.stats, result.frame, path, preview, teacher_metadata(result, t))
+    extra = {**teacher_metadata(result, t), **generation_metadata(store, table, century, config)}
+    return stage_result(result.stats, result.frame, path, preview, extra)
+
+
+def generation_metadata(store: Store, table: str, century: str, settings: Settings) -> dict:
+    """[issue 19] The written partition's distribution statistics and collapse warnings (docs/teacher.md)."""
+    thresholds = thresholds_of(settings)
+    stats = century_stats(store, table, century, thresholds)
+    if stats is None:
+        return {}
+    meta = stats_metadata(stats, thresholds)
+    return {**meta, "generation_stats_table": dg.MetadataValue.md(meta["generation_stats_table"])}
 
 
 @teacher_stage_asset(["passages"])

@@ -33,6 +33,7 @@ import yaml
 
 from dataset.lineage import add_lineage
 from dataset.trend import trend_markdown
+from quality.generation_stats import card_markdown, thresholds_of
 from sources.schema import (
     BENCHMARK,
     DOCUMENTS,
@@ -77,6 +78,7 @@ class CardInfo:
     code_version: str = "unknown"
     repo_id: str | None = None
     extra_sections: list[str] = field(default_factory=list)  # [issue 18] lineage columns, human review
+    generation: str = ""  # [issue 19] teacher output statistics and collapse warnings (markdown); "" = no section
 
 
 def code_version(repo_root: Path | None = None) -> str:
@@ -200,6 +202,7 @@ def render_card(
                 "trend", pl.DataFrame(schema={"century": pl.String, "kind": pl.String, "rank": pl.Int32})
             )
         ),
+        *(["## Teacher output statistics\n\n" + info.generation] if info.generation else []),  # [issue 19]
         "## How it was built\n\n" + _build_section(info),
         "## Sources and licenses\n\n"
         + _sources_table(info.sources)
@@ -337,6 +340,7 @@ def card_info(settings: Settings, store: Store) -> CardInfo:
         code_version=code_version(),
         repo_id=settings.publish.repo_id,
         extra_sections=lineage_and_review_sections(store),  # [issue 18]
+        generation=card_markdown(store, thresholds_of(settings)),
     )
 
 

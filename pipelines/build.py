@@ -137,7 +137,7 @@ class _Build:
         self.judge.forget()
         materialized = {event.asset_key for event in outcome.get_asset_materialization_events()}
         bad = {key for key in step.keys if key not in materialized}
-        bad |= {e.asset_key for e in outcome.get_asset_check_evaluations() if e.blocking and not e.passed}
+        bad |= {e.asset_key for e in outcome.get_asset_check_evaluations() if blocks(e)}
         self.failed |= {(key, partition) for key in bad}
         error = "" if outcome.success else _first_error(outcome)
         seconds = time.monotonic() - started
@@ -171,6 +171,12 @@ def settled_subset(asset_graph, keys: list[dg.AssetKey], todo: dict) -> dict:
         elif parents & (set(todo) | unsettled | waiting):
             unsettled.add(key)
     return {key: reason for key, reason in todo.items() if key not in waiting}
+
+
+def blocks(evaluation: dg.AssetCheckEvaluation) -> bool:
+    """A failed blocking check stops downstream only at ERROR severity, as in Dagster itself (a WARN is reported,
+    e.g. the teacher-collapse checks unless `collapse.blocking`)."""
+    return evaluation.blocking and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
 
 
 def build_run_tags(build_id: str, source: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
+from pipelines.collapse_checks import COLLAPSE_CHECKS
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
 from quality.validation import Level, ValidationResult, validate_table
@@ -188,3 +189,4 @@ def near_duplicate_cluster_size(
 
 
 ASSET_CHECKS.append(near_duplicate_cluster_size)
+ASSET_CHECKS += COLLAPSE_CHECKS  # [issue 19] teacher collapse on situations / vrd_candidates / vrd (warn)

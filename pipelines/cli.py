@@ -7,6 +7,7 @@ chronoprism publish [--repo-id USER/NAME] [--dry-run]
 chronoprism date FILE... [--json]
 chronoprism why ID | --text TEXT [--json]
 chronoprism review export [--n N] [--stratify century,kind] | review import FILE
+chronoprism teacher-compare A B [--situations N] [--json]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.check_status import check_outcomes, print_checks
 from pipelines.home import activate
 
 
@@ -126,6 +128,7 @@ def collect_status(home: Path) -> dict[str, Any]:
                 stamp = datetime.fromtimestamp(record.timestamp, UTC).isoformat(timespec="seconds")
                 last.setdefault(key.to_user_string(), {}).setdefault(partition, stamp)
         stale = stale_status(instance)
+        checks = check_outcomes(instance)  # [issue 19] failed and warned checks by name
     rejects_frame = store.read_rejects()
     rejects: dict[str, dict[str, int]] = {}
     if rejects_frame.height:
@@ -134,6 +137,7 @@ def collect_status(home: Path) -> dict[str, Any]:
             rejects.setdefault(stage, {})[reason] = count
     status: dict[str, Any] = {"home": str(home), "assets": assets, "last_materialization": last, "rejects": rejects}
     status["stale"] = stale  # what the next build would run again, and why (new code version, settings, ...)
+    status["checks"] = checks
     status["date_methods"] = date_methods(store)  # [issue 9] estimated rows counted under their own method
     try:
         from teacher.cache import status_summary
@@ -192,6 +196,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("date methods: " + ", ".join(f"{method}={n}" for method, n in status["date_methods"].items()))
     if "teacher" in status:
         print("teacher: " + json.dumps(status["teacher"], sort_keys=True))
+    print_checks(status.get("checks") or {})  # [issue 19]
     return 0
 
 
@@ -377,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     imported = review_sub.add_parser("import", help="read a Label Studio JSON export into human_review")
     imported.add_argument("file", help="the JSON export file")
     review.set_defaults(func=cmd_review)  # [issue 18]
+    from pipelines import teacher_compare  # [issue 19]
+
+    compare = sub.add_parser("teacher-compare", help="two teacher configurations on the same situations")
+    teacher_compare.add_arguments(compare)
+    compare.set_defaults(func=teacher_compare.run)
     return parser
 
 

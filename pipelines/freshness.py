@@ -10,7 +10,7 @@ Three more inputs live outside the asset graph; `chronoprism build` records them
   Dagster asset tag values allow only letters, digits, `_`, `-` and `.`);
 - files read by root assets: user corpus directories (path, size, mtime of every file the reader would read);
 - blocking checks: a partition whose blocking check failed (or did not run) when it was written is run again,
-  never trusted as fresh.
+  never trusted as fresh (a failure at WARN severity blocks nothing, so it counts as passed).
 
 A run without these tags (started from the UI, a sensor or a schedule) counts as matching the current settings;
 a root asset without an input tag is read again, which is cheap and always right.
@@ -203,7 +203,7 @@ class RunFacts:
         if check_key not in self._checks:
             history = self.instance.event_log_storage.get_asset_check_execution_history(check_key, limit=CHECK_HISTORY)
             self._checks[check_key] = {  # statuses by value: their enum is not exported by `dagster`
-                record.run_id: record.status.value == "SUCCEEDED"
+                record.run_id: record.status.value == "SUCCEEDED" or only_warned(record)
                 for record in history
                 if record.status.value != "PLANNED"
             }
@@ -224,6 +224,18 @@ class RunFacts:
             if passed is not True:
                 problems.append(f"{check_key.name} {'not evaluated' if passed is None else 'failed'}")
         return problems
+
+
+def only_warned(record) -> bool:
+    """[issue 19] A check that failed at WARN severity: reported, never blocking (Dagster's rule), so it does not
+    make its partition stale either (a collapse warning would otherwise re-run the teacher stage every build)."""
+    event = record.event.dagster_event if record.event else None
+    evaluation = event.event_specific_data if event else None
+    return (
+        record.status.value == "FAILED"
+        and isinstance(evaluation, dg.AssetCheckEvaluation)
+        and evaluation.severity == dg.AssetCheckSeverity.WARN
+    )
 
 
 class FreshnessJudge:

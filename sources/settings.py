@@ -137,6 +137,12 @@ class TeacherSettings(Section):
     vllm_max_model_len: int | None = Field(None, ge=128, description="vllm backend: context length; None = model's")
     vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm backend: share of GPU memory used")
     vllm_dtype: str = Field("auto", description="vllm backend: weights/activations dtype (auto, bfloat16, float16)")
+    # [issue 19] overgeneration (KaleidoSys): vrd_relevant and vrd choose among the samples; docs/teacher.md
+    vrd_samples: int = Field(1, ge=1, description="answers sampled per situation and kind; 1 = the one greedy answer")
+    sample_temperature: float = Field(
+        0.8, gt=0, description="temperature of samples 2..n (sample 1 keeps temperature)"
+    )
+    sample_seeds: list[int] | None = Field(None, description="seed of each sample; None = seed, seed+1, ...")
 
 
 class FilterSettings(Section):
@@ -195,6 +201,23 @@ class TrainingSettings(Section):
     )
 
 
+class CollapseSettings(Section):
+    """[issue 19] Teacher-collapse checks on situations / vrd_candidates / vrd (quality/generation_stats.py holds
+    the rules and why each default); `None` turns a rule off. Warnings unless `blocking`."""
+
+    blocking: bool = Field(False, description="a collapse fails its check with ERROR: vrd_splits..hf_publish stop")
+    min_items: int = Field(5, ge=1, description="a kind with fewer items in a century is not judged")
+    max_top_text_share: float | None = Field(0.25, description="one text may be at most this share of a kind")
+    min_top_count: int = Field(3, ge=1, description="... counted only when it repeats at least this often")
+    min_distinct_text_ratio: float | None = Field(0.5, description="distinct texts / items of a kind")
+    min_valences: int | None = Field(2, description="distinct valences a kind must use")
+    max_copied_share: float | None = Field(0.1, description="share of explanations / situations copying examples")
+    min_items_per_situation: float | None = Field(0.5, description="items of a kind per situation")
+    min_explanation_words: float | None = Field(3.0, description="mean words of an explanation")
+    max_verbatim_situation_share: float | None = Field(0.5, description="share of situations restating the passage")
+    copy_jaccard: float = Field(0.7, ge=0, le=1, description="word-set Jaccard of a near-copy")
+
+
 class Settings(Section):
     home: str = Field(DEFAULT_HOME, description="data, caches and (unless DAGSTER_HOME is set) the Dagster instance")
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
@@ -204,6 +227,7 @@ class Settings(Section):
     filter: FilterSettings = Field(default_factory=FilterSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    collapse: CollapseSettings = Field(default_factory=CollapseSettings)  # [issue 19]
 
     @property
     def home_path(self) -> Path:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from sources.schema import REJECTS, SITUATIONS, VRD_CANDIDATES, VRD_KINDS, Reject, frame_of, stable_id
+from sources.settings import Settings, config_from
 from sources.stats import StageStats
 from teacher.client import Job, JobResult, Teacher, TeacherStats
 from teacher.parse import VrdItem, parse_situations, parse_vrd
@@ -35,6 +36,13 @@ class GenerationConfig:
     max_situations: int | None = 6  # per century (partition); None = no cap
     temperature: float = 0.0  # greedy: a rebuild reproduces the same answers
     seed: int = 0
+    # [issue 19] overgeneration (KaleidoSys): several answers per (situation, kind), relevance + dedup choose.
+    # Sample 1 keeps `temperature` / `seed` (so 1 sample = the single greedy answer, unchanged); samples 2..n
+    # sample at `sample_temperature` with seeds `sample_seeds` (default seed+1, seed+2, ...). Each sample is its
+    # own request, so its own cache entry: a rebuild makes no calls.
+    vrd_samples: int = 1
+    sample_temperature: float = 0.8
+    sample_seeds: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -105,7 +113,8 @@ def generate_vrd(situations: pl.DataFrame, teacher: Teacher, cfg: GenerationConf
     stats = StageStats("vrd_candidates")
     stats.n_in = situations.height
     rows = list(situations.iter_rows(named=True))
-    asked = [(row, kind) for row in rows for kind in VRD_KINDS]
+    samples = vrd_sampling(cfg)
+    asked = [(row, kind, sample) for row in rows for kind in VRD_KINDS for sample in samples]
     parsers = {kind: functools.partial(parse_vrd, examples=vrd_examples(), kind=kind) for kind in VRD_KINDS}
     jobs = [
         Job(
@@ -113,15 +122,15 @@ def generate_vrd(situations: pl.DataFrame, teacher: Teacher, cfg: GenerationConf
                 row["situation"],
                 kind=kind,
                 max_new_tokens=cfg.vrd_max_new_tokens,
-                temperature=cfg.temperature,
-                seed=cfg.seed,
+                temperature=temperature,
+                seed=seed,
             ),
             parse=parsers[kind],
             ref=row["situation_id"],
         )
-        for row, kind in asked
+        for row, kind, (temperature, seed) in asked
     ]
-    answered = [(row, result) for (row, _), result in zip(asked, teacher.run(jobs), strict=True)]
+    answered = [(row, result) for (row, _, _), result in zip(asked, teacher.run(jobs), strict=True)]
     valences = _fill_valences(teacher, answered)
     candidates, rejects = [], []
     no_valence = 0
@@ -148,7 +157,25 @@ def generate_vrd(situations: pl.DataFrame, teacher: Teacher, cfg: GenerationConf
     stats.measure("items_without_valence", no_valence)
     stats.measure("kind_calls_quarantined", sum(not result.ok for _, result in answered))
     frame = frame_of(candidates, VRD_CANDIDATES).unique("candidate_id", keep="first", maintain_order=True)
+    stats.measure("sample_repeats", len(candidates) - frame.height)  # the same item from two samples: kept once
     return _finish(stats, frame, rejects, teacher.snapshot() - before, _vrd_markdown(situations, frame))
+
+
+def vrd_sampling(cfg: GenerationConfig) -> list[tuple[float, int]]:
+    """(temperature, seed) of each VRD sample: the configured decoding first, then `vrd_samples - 1` samples at
+    `sample_temperature`, each with its own seed."""
+    n = max(1, cfg.vrd_samples)
+    given = list(cfg.sample_seeds or [])
+    seeds = given[:n] + [cfg.seed + i for i in range(len(given), n)]
+    return [(cfg.temperature if i == 0 else cfg.sample_temperature, seed) for i, seed in enumerate(seeds)]
+
+
+def generation_config(settings: Settings) -> GenerationConfig:
+    """The generation config from the `teacher` settings (the asset and `teacher-compare` share it)."""
+    t = settings.teacher
+    return config_from(
+        GenerationConfig, t, vrd_max_new_tokens=t.max_new_tokens, max_situations=t.max_situations_per_century
+    )
 
 
 def _fill_valences(teacher: Teacher, answered: list[tuple[dict, JobResult]]) -> dict[tuple[str, str, str], str]:

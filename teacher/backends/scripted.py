@@ -3,7 +3,8 @@
 Two modes. Given `answers` (a list), it hands them out in call order, which lets a test script a malformed answer
 followed by a good one. Without, it answers every task plausibly from the request itself (a hash of the prompt
 picks words), so the same request always gets the same answer, like greedy decoding on a real model, and a whole
-pipeline can run in milliseconds. `delay_s` per batch simulates a slow model (the kill -9 resume test).
+pipeline can run in milliseconds; with temperature > 0 the seed joins the hash, so samples differ. `delay_s` per
+batch simulates a slow model (the kill -9 resume test).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def _digest(text: str) -> int:
 def default_answer(request: TeacherRequest) -> str:
     """A plausible, deterministic answer for each task of teacher/prompts.py."""
     question = request.messages[-1]["content"]
-    h = _digest(question)
+    # greedy answers depend on the prompt only; a sampled one (temperature > 0) also on its seed, like a real model
+    h = _digest(question if request.temperature <= 0 else f"{question}#seed={request.seed}")
     if request.task == "situations":
         words = [w for w in re.findall(r"[A-Za-z]{4,}", question.split(":", 1)[-1])][:40] or ["neighbour"]
         situations = [

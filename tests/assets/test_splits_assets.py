@@ -51,7 +51,9 @@ def test_chain_builds_a_dataset_every_config_loads_and_a_dry_run_plan(home, tmp_
         result = dg.materialize(
             [vrd_relevant, vrd, *checks_for(vrd_relevant, vrd)], partition_key=century, resources=resources()
         )
-        assert result.success and all(e.passed for e in evaluations(result).values())
+        checks = evaluations(result)  # the seeded world repeats its items: the collapse check warns, never blocks
+        assert result.success and all(e.passed for n, e in checks.items() if not n.endswith("_collapse"))
+        assert checks["vrd_collapse"].severity == dg.AssetCheckSeverity.WARN
     rejects = store.read_rejects()
     assert counts_by(rejects, "reason") == {"irrelevant": 16, "near_duplicate": 16}
     assert store.read("vrd", "C017", schema=VRD).height == 8 * 5

@@ -45,6 +45,13 @@ def test_teacher_stage_builds_a_partition_and_an_unchanged_rebuild_calls_nothing
     assert meta["backend_calls"] > 0 and meta["cache_hits"] == 0 and meta["parse_rate"] == 1.0
     assert {"malformed", "quarantined", "tokens_per_s", "sample", "teacher_backend"} <= set(meta)
     assert meta["n_in"] == sits.height and meta["dagster/row_count"] == cands.height
+    # [issue 19] distribution statistics per kind, and the situations' own, as metadata on both teacher assets
+    kinds = meta["generation_stats"]["kinds"]
+    assert (
+        sum(kinds[kind]["n_items"] for kind in kinds) == cands.height and kinds["value"]["n_situations"] == sits.height
+    )
+    assert isinstance(meta["collapse_warnings"], list) and "| C017 | value |" in meta["generation_stats_table"]
+    assert metadata(first, "situations")["generation_stats"]["situations"]["n_situations"] == sits.height
     status = status_summary(home)
     assert status["last_build"]["build_id"] == first.run_id and status["last_build"]["backend_calls"] > 0
 

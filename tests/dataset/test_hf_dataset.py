@@ -113,3 +113,26 @@ def test_a_rebuilt_dataset_never_loads_from_the_previous_builds_cache(tmp_path):
     (pretrain_info,) = [entry for entry in header["dataset_info"] if entry["config_name"] == "pretrain"]
     assert pretrain_info["splits"] == [{"name": "C017", "num_bytes": pretrain_info["dataset_size"], "num_examples": 3}]
     assert pretrain_info["download_size"] == (first / "data" / "pretrain" / "C017.parquet").stat().st_size
+
+
+def test_card_shows_teacher_output_statistics_and_collapse_warnings(home, tmp_path):
+    """[issue 19] The card's statistics section reads every century of `vrd` and `situations` from the store."""
+    from dataset.hf_dataset import card_info
+    from sources.settings import Settings
+    from sources.storage import Store
+    from tests.quality.generated_tables import collapsed_table, situations
+
+    store = Store(home)
+    store.write("situations", situations(6), "C019")
+    kept = collapsed_table().with_columns(dedup_group=pl.col("candidate_id"), keep_reason=pl.lit("distinct"))
+    store.write("vrd", kept, "C019")
+    info = card_info(Settings.load(), store)
+    write_dataset(tmp_path / "demo", tables(), info)
+    body = (tmp_path / "demo" / "README.md").read_text().split("---\n", 2)[2]
+    html = markdown.markdown(body, extensions=["tables", "fenced_code"])
+    section = html.split("<h2>Teacher output statistics</h2>")[1].split("<h2>")[0]
+    assert section.count("<table>") == 2  # per century and kind, and the situations
+    assert "<strong>4 collapse warnings</strong>" in section and "<td>Justice (67 %)</td>" in section
+    assert "<li>rights: one valence only (either) in C019</li>" in section
+    write_dataset(tmp_path / "plain", tables(), INFO)  # nothing generated: no section
+    assert "Teacher output statistics" not in (tmp_path / "plain" / "README.md").read_text()

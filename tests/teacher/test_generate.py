@@ -107,3 +107,32 @@ def test_vrd_asks_each_kind_once_and_drops_items_of_another_kind():
     assert result.stats.n_out == 2 and result.rejects.is_empty()
     # both rights calls left no item (quarantined after repair), and the oath's duty call never parsed
     assert result.stats.metrics["kind_calls_quarantined"].total == 3
+
+
+def test_one_sample_keeps_the_single_greedy_request():
+    backend = ScriptedBackend()
+    generate_vrd(situations_frame(["Forgiving a debt"]), Teacher(backend, None), GenerationConfig(vrd_samples=1))
+    vrd = [r for r in backend.requests if r.task == "vrd"]
+    assert len(vrd) == 3 and {(r.temperature, r.seed) for r in vrd} == {(0.0, 0)}
+
+
+def test_overgeneration_samples_each_kind_with_its_own_seed_and_caches_every_sample(tmp_path):
+    from teacher.cache import TeacherCache
+
+    situations = situations_frame([f"Forgiving debt number {i}" for i in range(4)])
+    cfg = GenerationConfig(vrd_samples=3, sample_temperature=0.9, sample_seeds=[0, 11])
+    backend = ScriptedBackend()
+    cache = TeacherCache(tmp_path / "teacher.duckdb")
+    result = generate_vrd(situations, Teacher(backend, cache), cfg)
+    vrd = [r for r in backend.requests if r.task == "vrd"]
+    assert len(vrd) == 4 * 3 * 3  # situations x kinds x samples
+    assert sorted({(r.temperature, r.seed) for r in vrd}) == [(0.0, 0), (0.9, 2), (0.9, 11)]  # seed 2: seed + 2
+    single = generate_vrd(situations, Teacher(ScriptedBackend(), None), GenerationConfig())
+    assert set(single.frame["candidate_id"]) < set(result.frame["candidate_id"])  # the greedy answer is one sample
+    assert result.frame["candidate_id"].n_unique() == result.frame.height
+    repeats = result.stats.metrics["sample_repeats"].total
+    assert result.frame.height + repeats == 36 - result.stats.metrics["items_without_valence"].total
+    again = ScriptedBackend()
+    rerun = generate_vrd(situations, Teacher(again, cache), cfg)
+    assert [r for r in again.requests if r.task == "vrd"] == [] and rerun.teacher.counters.backend_calls == 0
+    assert rerun.frame.equals(result.frame)
