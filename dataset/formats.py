@@ -25,6 +25,7 @@ import polars as pl
 
 from sources.histtext import TREE_DIR, write_year_file, year_file_path
 from sources.jsonlist import write_json_list
+from sources.storage import Store
 
 VRD_SPELLING = {"value": "Value", "right": "Right", "duty": "Duty"}
 VALENCE_SPELLING = {"supports": "Supports", "opposes": "Opposes", "either": "Either"}
@@ -94,6 +95,16 @@ def field_configs(tables: Mapping[str, Mapping[str, pl.DataFrame]]) -> dict[str,
         "valueprism": {split: valueprism_rows(frame) for split, frame in vrd.items()},
         "kaleidosys": {split: kaleidosys_rows(frame) for split, frame in vrd.items()},
     }
+
+
+def document_metadata(store: Store) -> pl.DataFrame | None:
+    """The `documents` columns HistText records carry besides the pretrain row (no text: that comes from pretrain)."""
+    documents = store.scan("documents")
+    if documents is None:
+        return None
+    return documents.select(
+        ["doc_id", *(c for c in HISTTEXT_RECORD_KEYS if c not in ("doc_id", "date_method"))]
+    ).collect()
 
 
 def histtext_records(pretrain: pl.DataFrame, documents: pl.DataFrame | None = None) -> pl.DataFrame:

@@ -111,3 +111,34 @@ def test_alpaca_files_and_the_progressgym_config_entry(tmp_path):
         assert [item.value["output"] for item in iter_json_list(handle)] == ["Value: Compassion", "supports"]
     entry = json.loads((tmp_path / "histtext" / "abstractions_config.json").read_text())
     assert entry["data_search_paths"][0].endswith("/histtext/")
+
+
+def test_published_dataset_carries_the_field_formats_and_valueprism_loads_offline(tmp_path):
+    import datasets
+
+    from dataset.hf_dataset import CardInfo, write_dataset
+
+    documents = frame_of(DOCS, DOCUMENTS)
+    bench = VRD.filter(pl.col("split") == "test").drop("passage_id", "relevance", "split")
+    tables = {
+        "vrd": {split: VRD.filter(pl.col("split") == split) for split in ("train", "test")},
+        "benchmark": {"test": bench},
+        "pretrain": pretrain_tables(documents),
+    }
+    out = tmp_path / "chronoprism"
+    write_dataset(out, tables, CardInfo(name="chronoprism"), documents=documents)
+
+    cache = str(tmp_path / "hf_cache")
+    prism = datasets.load_dataset(str(out), "valueprism", cache_dir=cache)
+    assert set(prism) == {"train", "test"} and prism["train"].num_rows == 2
+    assert prism["train"].column_names[:5] == ["situation", "vrd", "text", "explanation", "valence"]
+    assert prism["test"][0]["vrd"] == "Right" and prism["test"][0]["valence"] == "Opposes"
+    kaleido = datasets.load_dataset(str(out), "kaleidosys", cache_dir=cache)
+    assert kaleido["train"]["label"] == ["Supports", "Either"]
+    assert datasets.load_dataset(str(out), "vrd", cache_dir=cache)["train"].num_rows == 2  # the others still load
+
+    assert UserCorpusReader(out / "histtext").read().documents.sort("doc_id").equals(documents.sort("doc_id"))
+    assert (out / "lm_eval" / "chronoprism_valence.yaml").is_file() and (out / "lm_eval" / "utils.py").is_file()
+    card = (out / "README.md").read_text()
+    assert "config_name: valueprism" in card and "## The field's formats" in card
+    assert "| situation | situation | action |" in card
