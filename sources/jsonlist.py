@@ -56,7 +56,9 @@ class _ListScanner:
         self.index = 0
         self.failed = False  # a file-level problem ended the scan
 
-    def item(self, element: _Element, value: object = None, reason: str | None = None, detail: str = "") -> JsonListItem:
+    def item(
+        self, element: _Element, value: object = None, reason: str | None = None, detail: str = ""
+    ) -> JsonListItem:
         text = "\n".join(element.parts)
         item = JsonListItem(element.line, self.index, value, reason or element.reason, detail or element.detail, text)
         self.index += 1
