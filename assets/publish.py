@@ -5,6 +5,7 @@ import os
 
 import dagster as dg
 
+from dataset.formats import document_metadata
 from dataset.hf_dataset import card_info, gather_tables, write_dataset
 from dataset.publish import dataset_dir, publish, publish_files
 from pipelines.metadata import file_data_version, stage_asset, stage_metadata
@@ -25,7 +26,7 @@ def hf_dataset(context: dg.AssetExecutionContext, settings: SettingsResource) ->
     config, store = settings.get(), settings.store()
     tables = gather_tables(store)
     out = dataset_dir(config)
-    files = write_dataset(out, tables, card_info(config, store))
+    files = write_dataset(out, tables, card_info(config, store), documents=document_metadata(store))
     rows = {f"{c}/{s}": df.height for c, splits in tables.items() for s, df in splits.items()}
     stats = StageStats("hf_dataset", n_in=sum(rows.values()), n_out=sum(rows.values())).check()
     card = (out / "README.md").read_text(encoding="utf-8")

@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from dataset.formats import field_configs, field_formats_markdown, write_field_formats
 from dataset.lineage import add_lineage
 from dataset.trend import trend_markdown
 from quality.generation_stats import card_markdown, thresholds_of
@@ -103,8 +104,10 @@ def code_version(repo_root: Path | None = None) -> str:
             return "unknown"
 
 
-def write_dataset(out_dir: Path, tables: Tables, info: CardInfo) -> list[Path]:
-    """Write every non-empty config's parquet files and the card into `out_dir` (replaced whole)."""
+def write_dataset(out_dir: Path, tables: Tables, info: CardInfo, documents: pl.DataFrame | None = None) -> list[Path]:
+    """Write every non-empty config's parquet files and the card into `out_dir` (replaced whole). [issue 16] Also
+    the field's formats (dataset/formats.py); `documents` gives HistText records their document columns."""
+    tables = {**tables, **field_configs(tables)}  # [issue 16] valueprism + kaleidosys, split as vrd
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -114,13 +117,15 @@ def write_dataset(out_dir: Path, tables: Tables, info: CardInfo) -> list[Path]:
             for split, frame in sorted(splits.items()):
                 if frame.is_empty():  # `datasets` refuses a split without rows: leave it out of the card too
                     continue
-                relative = f"data/{CONFIG_FOLDERS[config]}/{split}.parquet"
+                relative = f"data/{CONFIG_FOLDERS.get(config, config)}/{split}.parquet"
                 path = staging / relative
                 path.parent.mkdir(parents=True, exist_ok=True)
                 frame.write_parquet(path, compression="zstd", statistics=True)
                 written.setdefault(config, {})[split] = relative
         infos = [dataset_info(staging, config, splits, tables[config]) for config, splits in written.items()]
-        (staging / "README.md").write_text(render_card(tables, written, info, infos), encoding="utf-8")
+        formats = write_field_formats(staging, tables, documents)  # [issue 16] HistText, Alpaca, lm-eval task
+        card = render_card(tables, written, info, infos) + "\n" + field_formats_markdown(formats) + "\n"
+        (staging / "README.md").write_text(card, encoding="utf-8")
         _swap(staging, out_dir)
     finally:
         if staging.exists():

@@ -38,6 +38,8 @@ class RawRow:
     source: str | None = None  # user corpora may name a source per row
     date: DateEstimate | None = None  # bundled readers know the date; user rows carry fields instead
     date_fields: dict = field(default_factory=dict)
+    license: str | None = None  # [issue 16] a row that names its own (HistText records may); None = the reader's
+    provenance: str | None = None
 
 
 @dataclass(slots=True)
@@ -121,8 +123,8 @@ class BaseReader:
             "text": raw.text.strip(),
             "reason": rejected.reason,
             "detail": rejected.detail,
-            "license": self.license,
-            "provenance": self.provenance,
+            "license": raw.license or self.license,
+            "provenance": raw.provenance or self.provenance,
         }
 
     def _document_of(self, raw: RawRow, source: str, first_ref_of: dict[tuple[str, str], str]) -> Document | Reject:
@@ -160,8 +162,8 @@ class BaseReader:
             date_method=date.method,
             century=century_of(date.year),
             n_chars=len(text),
-            license=self.license,
-            provenance=self.provenance,
+            license=raw.license or self.license,
+            provenance=raw.provenance or self.provenance,
         )
 
 

@@ -11,11 +11,11 @@ from sources.base import BaseReader, ReadResult
 from sources.bible import EDITIONS, BibleReader
 from sources.sagas import SagaReader
 from sources.schema import DOCUMENTS, REJECTS, empty
-from sources.settings import Settings
+from sources.settings import Settings, config_from
 from sources.shakespeare import ShakespeareReader
 from sources.sotu import SotuReader
 from sources.stats import StageStats
-from sources.user_corpus import UserCorpusReader
+from sources.user_corpus import ColumnMap, UserCorpusReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ def _user_readers(settings: Settings) -> list[BaseReader]:
             corpus.max_line_chars,
             corpus.max_file_bytes,
             keep_undated=corpus.estimate_dates,  # [issue 9]
+            columns=config_from(ColumnMap, corpus),  # [issue 16]
         )
         for d in corpus.corpus_dirs
     ]
@@ -69,7 +70,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     ),
     SourceSpec(
         "user_corpus",
-        "user corpora: .jsonl/.parquet/.txt directories from settings.corpus.corpus_dirs",
+        "user corpora: .jsonl/.parquet/.txt, HistText trees, HF dataset dirs from settings.corpus.corpus_dirs",
         False,
         _user_readers,
     ),

@@ -44,6 +44,16 @@ class CorpusSettings(Section):
     estimate_check_min_confidence: float = Field(
         0.9, ge=0, le=1, description="... and the estimate is at least this confident"
     )
+    # [issue 16] column names of JSONL / Parquet / HF dataset (save_to_disk Arrow, Hub-style Parquet) user rows
+    text_column: str = Field("text", description="column holding a user row's text")
+    date_column: str | None = Field(
+        None, description="column holding a user row's date (any accepted form); None = year, date, year_min+year_max"
+    )
+    id_column: str = Field("id", description="column holding a user row's native id (else its file position)")
+    title_column: str = Field("title", description="column holding a user row's title")
+    author_column: str = Field("author", description="column holding a user row's author")
+    language_column: str = Field("language", description="column holding a user row's language")
+    source_column: str = Field("source", description="column naming a user row's source")
 
 
 class CleanSettings(Section):

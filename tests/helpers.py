@@ -154,3 +154,59 @@ def situations_frame(texts: list[str], passage_id: str = "p") -> pl.DataFrame:
     rows = [{"situation_id": stable_id(passage_id, text), "passage_id": passage_id, "century": "C017",
              "situation": text, "teacher_call_id": "c"} for text in texts]  # fmt: skip
     return frame_of(rows, SITUATIONS)
+
+
+# [issue 16] a ProgressGym HistText tree (src/utils/text_utils.py layout) with one record per problem
+HISTTEXT_REASONS = {
+    "bc_year": 1,
+    "year_out_of_range": 1,
+    "year_file_mismatch": 2,
+    "empty_text": 1,
+    "missing_text": 1,
+    "malformed_json": 1,
+    "not_an_object": 1,
+    "not_a_list": 1,
+    "missing_date": 2,  # the two records of undated.json
+    "unparseable_date": 1,
+}
+
+
+def make_histtext_tree(root: Path) -> dict[str, int]:
+    """`root/dataset_text_sequence/...` in ProgressGym's writer layout; returns good records per century."""
+    tree = root / "dataset_text_sequence"
+
+    def year_file(century: str, name: str, lines: list[str]) -> None:
+        path = tree / century / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("[\n" + ",\n".join(lines) + "\n]", encoding="utf-8")
+
+    def record(year, content=GOOD_TEXT, **keys) -> str:
+        return json.dumps({"content": content, "creation_year": year, "source_dataset": "Project_Gutenberg", **keys})
+
+    year_file(
+        "C018",
+        "Y01776.json",
+        [
+            record(1776, title="Common Sense", author="Thomas Paine", url="https://example.org/cs"),
+            record(1776, GOOD_TEXT + " Second.", source_dataset="EEBO", culture="English"),
+            record(1777, GOOD_TEXT + " Wrong year."),  # year_file_mismatch
+            record(1776, ""),  # empty_text
+            json.dumps({"creation_year": 1776, "source_dataset": "EEBO"}),  # missing_text
+            '{"content": "broken, "creation_year": 1776}',  # malformed_json
+            "42",  # not_an_object
+            record("circa 1776?"),  # unparseable_date
+        ],
+    )
+    year_file("C019", "Y01805.json", [record(1805, GOOD_TEXT + " Nineteenth.")])
+    year_file("C017", "Y01805.json", [record(1805, GOOD_TEXT + " Misfiled.")])  # year_file_mismatch (folder)
+    year_file("C000", "Y-0050.json", [record(-50, GOOD_TEXT + " Caesar.")])  # bc_year
+    year_file("C012", "Y01150.json", [record(1150, GOOD_TEXT + " Too early.")])  # year_out_of_range
+    (tree / "C020").mkdir(parents=True)
+    (tree / "C020" / "Y01950.json").write_text(json.dumps({"content": GOOD_TEXT, "creation_year": 1950}))  # not_a_list
+    (tree / "undated.json").write_text(
+        "[\n"
+        + ",\n".join(json.dumps({"content": GOOD_TEXT + f" Undated {i}.", "source_dataset": "EEBO"}) for i in range(2))
+        + "\n]",
+        encoding="utf-8",
+    )
+    return {"C018": 2, "C019": 1}

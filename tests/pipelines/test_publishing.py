@@ -20,7 +20,12 @@ def test_publish_dry_run_then_offline_push_fails_without_leaking_the_token(home,
     out = capfd.readouterr().out
     assert "dry run: publish.repo_id, HF_TOKEN not set" in out and "chronoprism.publish_plan.json" in out
     plan = json.loads((home / "publish" / "chronoprism.publish_plan.json").read_text())
-    assert {f["path"] for f in plan["files"]} == {"README.md", "data/pretrain/C017.parquet"}
+    assert {f["path"] for f in plan["files"]} == {
+        "README.md",
+        "data/pretrain/C017.parquet",
+        "histtext/dataset_text_sequence/C017/Y01650.json",  # [issue 16] the pretrain text for ProgressGym
+        "histtext/abstractions_config.json",
+    }
 
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     assert main(["publish", "--repo-id", "me/demo", "--dry-run"]) == 0
