@@ -48,7 +48,9 @@ def _json_or_text(value: str) -> Any:
 def cmd_build(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from pipelines.build import run_build
+    from functools import partial
+
+    from pipelines.build import default_workers, run_build
     from pipelines.concurrency import apply_pool_limits
     from pipelines.definitions import make_definitions
     from pipelines.partitions import CENTURIES
@@ -75,6 +77,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             with_upstream=not args.no_upstream,
             force=args.force,
             reporter=reporter,
+            workers=args.workers or default_workers(),  # [issue 14]
+            defs_factory=partial(make_definitions, {"settings": settings}),
         )
     failed = [r for r in results if not r.success]
     seconds = time.monotonic() - started
@@ -254,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="settings override, e.g. --set teacher.backend=scripted (JSON values)",
+    )
+    build.add_argument(  # [issue 14]
+        "--workers",
+        type=int,
+        default=None,
+        help="processes for the centuries of document stages (default: every core); output is the same for any N",
     )
     build.set_defaults(func=cmd_build)
 

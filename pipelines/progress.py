@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 import dagster as dg
 
 from assets._common import PROGRESS_PREFIX
+from pipelines.throughput import describe_rates
 
 if TYPE_CHECKING:
     from pipelines.build import StepResult
@@ -36,6 +37,7 @@ class RunProgress:
     total: int | None = None
     unit: str = "rows"
     calls_by_asset: dict[str, int] = field(default_factory=dict)
+    rates: str = ""
 
     def feed(self, entry) -> str | None:
         """Update from one event log entry; return a progress line worth printing, if any."""
@@ -62,6 +64,7 @@ class RunProgress:
             return None
         self.asset = payload.get("stage") or self.asset
         self.done, self.total, self.unit = payload.get("done"), payload.get("total"), payload.get("unit", "rows")
+        self.rates = describe_rates(payload)  # [issue 14] docs/s, MB/s, ETA of document stages
         for key in TEACHER_CALL_KEYS:
             if isinstance(payload.get(key), int):
                 self.calls_by_asset[self.asset] = payload[key]
@@ -80,6 +83,8 @@ class RunProgress:
         parts = []
         if self.done is not None:
             parts.append(f"{self.done}/{self.total} {self.unit}" if self.total else f"{self.done} {self.unit}")
+        if self.rates:
+            parts.append(self.rates)
         if self.rows:
             parts.append(f"{self.rows} rows written")
         if self.teacher_calls:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,3 +135,21 @@ def _rejects(docs: pl.DataFrame, drops: dict[int, Drop]) -> pl.DataFrame:
         ],
         REJECTS,
     )
+
+
+def clean_batches(
+    batches: Iterable[pl.DataFrame],
+    settings: CleanSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[CleanResult]:
+    """[issue 14] `clean_documents` over a partition read in batches: one result per batch, in row order, so kept
+    documents and rejects come out exactly as from one call over the whole partition; stats and `changed` add up.
+    `progress(documents, bytes)` is called after each batch."""
+    done_docs = done_bytes = 0
+    for batch in batches:
+        result = clean_documents(batch, settings)
+        done_docs += batch.height
+        done_bytes += int(batch["text"].str.len_bytes().sum() or 0) if batch.height else 0
+        if progress is not None:
+            progress(done_docs, done_bytes)
+        yield result

@@ -180,6 +180,10 @@ class Settings(Section):
     filter: FilterSettings = Field(default_factory=FilterSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    # [issue 14] corpus-scale runs: the document stages read, clean and dedup in batches sized from this budget
+    memory_budget_gb: float = Field(
+        4.0, gt=0, description="memory one stage process may use; batch sizes derive from it (sources/storage.py)"
+    )
 
     @property
     def home_path(self) -> Path:
