@@ -1,18 +1,14 @@
 """Ingest: one raw asset per source (from one factory), then `documents` partitioned by century."""
 
-from collections import Counter
-
 import dagster as dg
-import polars as pl
 
 from assets._common import stage_asset, throughput_progress, written_result
 from pipelines.resources import SettingsResource
-from sources.documents import assemble_documents_streamed
+from sources.documents import write_documents
 from sources.ingest import ingest_source
 from sources.registry import SOURCES, SourceSpec
 from sources.schema import DOCUMENTS
-from sources.stats import StageStats
-from sources.storage import batch_bytes_for, rows_per_batch
+from sources.storage import batch_bytes_for
 
 PREVIEW_COLUMNS = ["source", "title", "year", "century", "date_method", "n_chars", "text"]
 
@@ -73,18 +69,8 @@ def documents(context: dg.AssetExecutionContext, settings: SettingsResource) -> 
             raise FileNotFoundError(f"table {raw_table(spec)!r} has not been materialized ({path})")
     raw.append(store.table_path(ESTIMATED_DOCUMENTS))  # [issue 9] absent unless opted in
     budget = batch_bytes_for(config.memory_budget_gb)  # [issue 14] DuckDB sorts out of core under the budget
-    pieces = assemble_documents_streamed(
-        raw, century, budget * 4, rows_per_batch(raw, budget), store.home / "tmp" / f"documents-{century}"
-    )
-    stats, rejects = StageStats("documents"), []
-    rows_per_source, chars_per_source = Counter(), Counter()
     with store.writer("documents", DOCUMENTS, century) as out:
-        for docs, dropped, piece in pieces:
-            out.write(docs)
-            stats, rejects = stats + piece, [*rejects, dropped]
-            for source, n, n_chars in docs.group_by("source").agg(pl.len(), pl.col("n_chars").sum()).iter_rows():
-                rows_per_source[source] += n
-                chars_per_source[source] += n_chars
-    store.write_rejects("documents", pl.concat(rejects), century)
-    extra = {"rows_per_source": dict(sorted(rows_per_source.items())), "chars_per_source": dict(sorted(chars_per_source.items()))}
-    return written_result(stats.check(), out, PREVIEW_COLUMNS, extra=extra)
+        result = write_documents(raw, century, out, budget, store.home / "tmp" / f"documents-{century}")
+    store.write_rejects("documents", result.rejects, century)
+    extra = {"rows_per_source": result.rows_per_source, "chars_per_source": result.chars_per_source}
+    return written_result(result.stats, out, PREVIEW_COLUMNS, extra=extra)

@@ -21,6 +21,7 @@ No peer runs here: benchmarks/dedup.py compares the dedup step with datasketch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -82,7 +83,7 @@ def make_corpus(directory: Path, size_gb: float, planted: float, seed: int) -> l
     pool = text_pool()
     vocabulary = sorted(set(pool[:2_000_000].split()))
     n_docs = max(2, int(size_gb * 1e9 / DOC_CHARS / (1 + planted)))
-    pairs, rows, file_no, written = [], [], 0, 0
+    pairs, rows, file_no = [], [], 0
 
     def flush() -> None:
         nonlocal rows, file_no
@@ -100,7 +101,6 @@ def make_corpus(directory: Path, size_gb: float, planted: float, seed: int) -> l
             copy = edit_words(text, edit_rate_for(level), rng, vocabulary)
             rows.append({"id": f"c{i}", "text": copy, "year": int(rng.integers(YEARS[0], YEARS[1] + 1))})
             pairs.append((f"d{i}", f"c{i}"))
-        written += 1
         if len(rows) >= FILE_DOCS:
             flush()
     flush()
@@ -119,10 +119,8 @@ def tree_rss(root: int) -> int:
         return 0
     total = 0
     for member in members:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 
@@ -196,14 +194,20 @@ def main() -> int:
         pairs = make_corpus(corpus, size, args.planted, args.seed)
         input_bytes = sum(p.stat().st_size for p in corpus.glob("*.jsonl"))
         docs = sum(1 for p in corpus.glob("*.jsonl") for _ in p.open("rb"))
-        print(f"{size:g} GB: {docs:,} documents, {input_bytes / 1e6:,.0f} MB, {len(pairs):,} planted copies "
-              f"(corpus ready in {time.monotonic() - started:.0f}s)", flush=True)
+        print(
+            f"{size:g} GB: {docs:,} documents, {input_bytes / 1e6:,.0f} MB, {len(pairs):,} planted copies "
+            f"(corpus ready in {time.monotonic() - started:.0f}s)",
+            flush=True,
+        )
         runs = []
         for repeat in range(args.repeats):
             seconds, peak, _ = run_build(corpus, args.work / f"home-{size:g}gb", args.workers, args.budget_gb)
             runs.append((seconds, peak, recall(args.work / f"home-{size:g}gb", pairs)))
-            print(f"    run {repeat + 1}: {seconds:.1f}s, {input_bytes / 1e6 / seconds:.2f} MB/s, "
-                  f"peak RSS {peak / 2**30:.2f} GiB, recall {runs[-1][2]:.4f}", flush=True)
+            print(
+                f"    run {repeat + 1}: {seconds:.1f}s, {input_bytes / 1e6 / seconds:.2f} MB/s, "
+                f"peak RSS {peak / 2**30:.2f} GiB, recall {runs[-1][2]:.4f}",
+                flush=True,
+            )
         seconds = statistics.median(r[0] for r in runs)
         peak = statistics.median(r[1] for r in runs)
         spread = (max(r[0] for r in runs) - min(r[0] for r in runs)) / seconds if len(runs) > 1 else 0.0
@@ -225,13 +229,19 @@ def main() -> int:
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         spread = f" ±{r['time_spread']:.0%}" if args.repeats > 1 else ""
-        print(f"| {r['size_gb']:g} GB | {r['documents']:,} | {r['input_mb']:,.0f} | {r['seconds']:.0f}{spread} | "
-              f"{r['mb_per_s']:.2f} | {r['peak_rss_gib']:.2f} | {r['recall']:.4f} |")
+        print(
+            f"| {r['size_gb']:g} GB | {r['documents']:,} | {r['input_mb']:,.0f} | {r['seconds']:.0f}{spread} | "
+            f"{r['mb_per_s']:.2f} | {r['peak_rss_gib']:.2f} | {r['recall']:.4f} |"
+        )
     if len(results) > 1:
         first, last = results[0], results[-1]
         size_ratio = last["input_mb"] / first["input_mb"]
-        print(f"growth {first['size_gb']:g} -> {last['size_gb']:g} GB: size x{size_ratio:.2f}, "
-              f"time x{last['seconds'] / first['seconds']:.2f}, peak RSS x{last['peak_rss_gib'] / first['peak_rss_gib']:.2f}")
+        time_ratio = last["seconds"] / first["seconds"]
+        memory_ratio = last["peak_rss_gib"] / first["peak_rss_gib"]
+        print(
+            f"growth {first['size_gb']:g} -> {last['size_gb']:g} GB: size x{size_ratio:.2f}, "
+            f"time x{time_ratio:.2f}, peak RSS x{memory_ratio:.2f}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
     return 0

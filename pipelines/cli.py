@@ -46,9 +46,9 @@ def _json_or_text(value: str) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from functools import partial
+
+    import dagster as dg
 
     from pipelines.build import default_workers, run_build
     from pipelines.concurrency import apply_pool_limits

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from sources.schema import DOCUMENTS, REJECTS, Reject, conform, empty, frame_of
 from sources.stats import StageStats
+from sources.storage import TableWriter, rows_per_batch
 
 STAGE = "documents"
 
@@ -120,3 +123,31 @@ def _arrow_batches(con, query: str, params: dict, batch_rows: int):
     if hasattr(relation, "to_arrow_reader"):
         return relation.to_arrow_reader(batch_rows)
     return relation.fetch_arrow_reader(batch_rows)
+
+
+@dataclass(slots=True)
+class DocumentsResult:
+    stats: StageStats
+    rejects: pl.DataFrame
+    rows_per_source: dict[str, int]
+    chars_per_source: dict[str, int]
+
+
+def write_documents(
+    raw_paths: list[Path], century: str, out: TableWriter, batch_bytes: int, spill_dir: Path
+) -> DocumentsResult:
+    """[issue 14] One century of `documents` streamed into `out` (an open writer), in batches of ~`batch_bytes`;
+    DuckDB may use four batches' worth of memory for its sort before it spills to `spill_dir`."""
+    stats, rejects = StageStats(STAGE), [empty(REJECTS)]
+    rows, chars = Counter(), Counter()
+    pieces = assemble_documents_streamed(
+        raw_paths, century, batch_bytes * 4, rows_per_batch(raw_paths, batch_bytes), spill_dir
+    )
+    for docs, dropped, piece in pieces:
+        out.write(docs)
+        stats = stats + piece
+        rejects.append(dropped)
+        for source, n, n_chars in docs.group_by("source").agg(pl.len(), pl.col("n_chars").sum()).iter_rows():
+            rows[source] += n
+            chars[source] += n_chars
+    return DocumentsResult(stats.check(), pl.concat(rejects), dict(sorted(rows.items())), dict(sorted(chars.items())))

@@ -110,7 +110,9 @@ def find_duplicates(
             ]
         finally:
             sets.close()
-    log.info("%s: %d docs with shingles, %d candidates, %d pairs kept", config, usable.sum(), len(candidates), len(pairs))
+    log.info(
+        "%s: %d docs with shingles, %d candidates, %d pairs kept", config, usable.sum(), len(candidates), len(pairs)
+    )
     reasons = np.where(exact_kept[dropped] != dropped, EXACT, NEAR)
     kept_meta = meta[final[dropped]]
     duplicates = pl.DataFrame(
