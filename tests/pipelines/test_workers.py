@@ -9,7 +9,52 @@ import pyarrow.parquet as pq
 from tests.helpers import write_jsonl
 from tests.pipelines.test_cli import run_cli
 
-WORDS = ["truth", "universally", "acknowledged", "single", "man", "possession", "good", "fortune", "must", "want", "wife", "however", "little", "known", "feelings", "views", "such", "may", "first", "entering", "neighbourhood", "fixed", "minds", "surrounding", "families", "considered", "rightful", "property", "some", "other", "their", "daughters", "letter", "signed", "year", "house", "river", "field", "morning", "evening", "winter", "summer", "road", "town"]
+WORDS = [
+    "truth",
+    "universally",
+    "acknowledged",
+    "single",
+    "man",
+    "possession",
+    "good",
+    "fortune",
+    "must",
+    "want",
+    "wife",
+    "however",
+    "little",
+    "known",
+    "feelings",
+    "views",
+    "such",
+    "may",
+    "first",
+    "entering",
+    "neighbourhood",
+    "fixed",
+    "minds",
+    "surrounding",
+    "families",
+    "considered",
+    "rightful",
+    "property",
+    "some",
+    "other",
+    "their",
+    "daughters",
+    "letter",
+    "signed",
+    "year",
+    "house",
+    "river",
+    "field",
+    "morning",
+    "evening",
+    "winter",
+    "summer",
+    "road",
+    "town",
+]
 
 
 def corpus(directory):
