@@ -9,6 +9,7 @@ from assets._common import stage_asset, throughput_progress, written_result
 from pipelines.resources import SettingsResource
 from quality.clean import STAGE, clean_batches
 from quality.filters import build_filters
+from sources.parallel import batch_map_of
 from sources.schema import DOCUMENTS
 from sources.stats import StageStats
 from sources.storage import batch_bytes_for
@@ -29,7 +30,7 @@ def documents_clean(context: dg.AssetExecutionContext, settings: SettingsResourc
     progress = throughput_progress(context, "documents_clean", store.num_rows("documents", century))
     stats, rejects, changed = StageStats(STAGE), [], Counter()
     with store.writer("documents_clean", DOCUMENTS, century) as out:
-        for result in clean_batches(batches, config.clean, progress):
+        for result in clean_batches(batches, config.clean, progress, batch_map_of(config)):
             out.write(result.documents)
             stats, changed = stats + result.stats, changed + result.changed
             rejects.append(result.rejects)

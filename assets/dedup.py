@@ -13,6 +13,7 @@ from pipelines.resources import SettingsResource
 from quality.dedup.documents import drop_duplicates, find_duplicates, minhash_config
 from quality.pretrain import build_pretrain, century_bar_chart
 from quality.tokens import teacher_tokenizer
+from sources.parallel import batch_map_of
 from sources.schema import DOCUMENTS, DUPLICATES
 from sources.stats import StageStats
 from sources.storage import batch_bytes_for
@@ -37,7 +38,7 @@ def near_duplicate_clusters(context: dg.AssetExecutionContext, settings: Setting
 
     total = sum(store.num_rows("documents_clean", century) for century in centuries)
     progress = throughput_progress(context, DUPLICATES_TABLE, total)
-    result = find_duplicates(frames, minhash_config(config.dedup), store.home / "tmp", progress)
+    result = find_duplicates(frames, minhash_config(config.dedup), store.home / "tmp", progress, batch_map_of(config))
     path = store.write(DUPLICATES_TABLE, result.duplicates)
     context.log.info(f"{result.summary}")
     # the table holds the dropped documents; n_out counts the documents kept

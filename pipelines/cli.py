@@ -77,7 +77,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             with_upstream=not args.no_upstream,
             force=args.force,
             reporter=reporter,
-            workers=args.workers or default_workers(),  # [issue 14]
+            # [issue 14] with executor = "ray" the batches spread over Ray; one build process drives it
+            workers=1 if settings.get().executor == "ray" else args.workers or default_workers(),
             defs_factory=partial(make_definitions, {"settings": settings}),
         )
     failed = [r for r in results if not r.success]

@@ -171,6 +171,13 @@ class TrainingSettings(Section):
     )
 
 
+class RaySettings(Section):
+    """[issue 14] The Ray cluster `executor = "ray"` uses (docs/deploy.md: KubeRay)."""
+
+    address: str | None = Field(None, description="ray://host:10001 or 'auto'; unset: a local ray.init() per process")
+    num_cpus: int | None = Field(None, description="CPUs of the local instance started when address is unset")
+
+
 class Settings(Section):
     home: str = Field(DEFAULT_HOME, description="data, caches and (unless DAGSTER_HOME is set) the Dagster instance")
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
@@ -184,6 +191,10 @@ class Settings(Section):
     memory_budget_gb: float = Field(
         4.0, gt=0, description="memory one stage process may use; batch sizes derive from it (sources/storage.py)"
     )
+    executor: Literal["local", "ray"] = Field(
+        "local", description="where clean and near-dup batches run: this process, or Ray tasks (sources/parallel.py)"
+    )
+    ray: RaySettings = Field(default_factory=RaySettings)
 
     @property
     def home_path(self) -> Path:

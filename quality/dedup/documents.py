@@ -16,6 +16,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from quality.dedup.clusters import UnionFind, keep_rank, kept_members
 from quality.dedup.exact import exact_duplicates, exact_keys
 from quality.dedup.minhash import (
     MinHashConfig,
+    Shingles,
     SpilledSets,
     band_keys,
     candidate_pairs_of_keys,
@@ -33,6 +35,7 @@ from quality.dedup.minhash import (
     signatures,
     verify_pairs,
 )
+from sources.parallel import BatchMap, LocalMap
 from sources.schema import DOCUMENTS, DUPLICATES, REJECTS, SNIPPET_CHARS, Reject, conform, empty, frame_of
 from sources.settings import DedupSettings, config_from
 from sources.stats import StageStats
@@ -64,6 +67,7 @@ def find_duplicates(
     config: MinHashConfig | None = None,
     spill_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    mapper: BatchMap | None = None,
 ) -> DuplicateResult:
     """Exact + near-duplicate clusters over all `partitions` (DOCUMENTS frames), with the keep-earliest rule.
 
@@ -71,20 +75,20 @@ def find_duplicates(
     e.g. batches read from the store) is read twice. The first pass keeps per document only its metadata, exact key,
     shingle count and LSH band keys; the second computes the shingle sets of the documents in candidate pairs alone,
     spilled to a file under `spill_dir` (a temporary directory when None) and read back per pair. Union-find runs
-    over the documents in verified pairs only. `progress(documents, bytes)` is called after each frame.
+    over the documents in verified pairs only. `progress(documents, bytes)` is called after each frame; `mapper`
+    runs the per-batch work of both passes (here, or as Ray tasks: sources.parallel).
     """
     config = config or MinHashConfig()
+    mapper = mapper or LocalMap()
     frames = partitions if callable(partitions) else _replayable(partitions)
     metas, keys, counts, bands = [], [], [], []
     done_docs = done_bytes = 0
-    for frame in frames():
-        frame = conform(frame, DOCUMENTS)
-        metas.append(frame.select(_META))
-        keys.append(exact_keys(frame["text"]))
-        shingles = shingle_hashes(frame["text"], config.ngram)
-        counts.append(shingles.counts)
-        bands.append(band_keys(signatures(shingles, config), config))
-        done_docs, done_bytes = done_docs + frame.height, done_bytes + int(frame["text"].str.len_bytes().sum() or 0)
+    for piece in mapper.imap(partial(_signature_piece, config=config), frames()):
+        metas.append(piece.meta)
+        keys.append(piece.keys)
+        counts.append(piece.counts)
+        bands.append(piece.bands)
+        done_docs, done_bytes = done_docs + piece.meta.height, done_bytes + piece.n_bytes
         if progress is not None:
             progress(done_docs, done_bytes)
     meta = pl.concat(metas) if metas else empty(DOCUMENTS).select(_META)
@@ -100,7 +104,7 @@ def find_duplicates(
     with tempfile.TemporaryDirectory(prefix="near-dup-", dir=spill_dir) as spill:
         sets = SpilledSets(Path(spill) / "shingle_sets.bin")
         try:
-            _spill_sets(frames, np.unique(candidates), sets, config.ngram)
+            _spill_sets(frames, np.unique(candidates), sets, config.ngram, mapper)
             pairs, _ = verify_pairs(candidates, sets, config.jaccard_threshold)
             final = kept_members(_pair_labels(meta.height, pairs), rank)[exact_kept]  # exact copies follow their twin
             dropped = np.flatnonzero(final != rows)
@@ -149,17 +153,49 @@ def _replayable(partitions: Iterable[pl.DataFrame]) -> Callable[[], Iterable[pl.
     return lambda: held
 
 
+@dataclass(slots=True)
+class _Signatures:
+    """What the first pass keeps of one batch: ~200 bytes a document whatever its length."""
+
+    meta: pl.DataFrame  # _META columns
+    keys: pl.Series  # exact-text digests
+    counts: np.ndarray  # shingles per document (0: too short for MinHash)
+    bands: np.ndarray  # (n, bands) LSH band keys
+    n_bytes: int
+
+
+def _signature_piece(frame: pl.DataFrame, config: MinHashConfig) -> _Signatures:
+    frame = conform(frame, DOCUMENTS)
+    shingles = shingle_hashes(frame["text"], config.ngram)
+    return _Signatures(
+        frame.select(_META),
+        exact_keys(frame["text"]),
+        shingles.counts,
+        band_keys(signatures(shingles, config), config),
+        int(frame["text"].str.len_bytes().sum() or 0),
+    )
+
+
 def _spill_sets(
-    frames: Callable[[], Iterable[pl.DataFrame]], needed: np.ndarray, sets: SpilledSets, ngram: int
+    frames: Callable[[], Iterable[pl.DataFrame]], needed: np.ndarray, sets: SpilledSets, ngram: int, mapper: BatchMap
 ) -> None:
     """Second pass: shingle sets of the `needed` documents (global row numbers, sorted), written to `sets`."""
-    base = 0
-    for frame in frames():
-        local = needed[(needed >= base) & (needed < base + frame.height)] - base
-        if len(local):
-            texts = conform(frame, DOCUMENTS)["text"].gather(local)
-            sets.add_all(local + base, shingle_hashes(texts, ngram))
-        base += frame.height
+
+    def wanted():
+        base = 0
+        for frame in frames():
+            local = needed[(needed >= base) & (needed < base + frame.height)] - base
+            if len(local):
+                yield local + base, conform(frame, DOCUMENTS)["text"].gather(local)
+            base += frame.height
+
+    for docs, shingles in mapper.imap(partial(_shingles_of, ngram=ngram), wanted()):
+        sets.add_all(docs, shingles)
+
+
+def _shingles_of(item: tuple[np.ndarray, pl.Series], ngram: int) -> tuple[np.ndarray, Shingles]:
+    docs, texts = item
+    return docs, shingle_hashes(texts, ngram)
 
 
 def _pair_labels(n: int, pairs: np.ndarray) -> np.ndarray:
