@@ -45,6 +45,15 @@ def _json_or_text(value: str) -> Any:
         return value
 
 
+def definitions_with_settings(settings_fields: dict[str, Any]):
+    """[issue 14] The CLI's Definitions rebuilt from plain settings fields: what a build worker process receives
+    (the resource object itself does not pickle)."""
+    from pipelines.definitions import make_definitions
+    from pipelines.resources import SettingsResource
+
+    return make_definitions({"settings": SettingsResource(**settings_fields)})
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from functools import partial
 
@@ -79,7 +88,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             reporter=reporter,
             # [issue 14] with executor = "ray" the batches spread over Ray; one build process drives it
             workers=1 if settings.get().executor == "ray" else args.workers or default_workers(),
-            defs_factory=partial(make_definitions, {"settings": settings}),
+            defs_factory=partial(definitions_with_settings, settings.model_dump()),
         )
     failed = [r for r in results if not r.success]
     seconds = time.monotonic() - started
