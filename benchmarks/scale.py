@@ -124,6 +124,16 @@ def tree_rss(root: int) -> int:
     return total
 
 
+def kill_tree(root: int) -> None:
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process = psutil.Process(root)
+        for member in [*process.children(recursive=True), process]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.kill()
+
+
 def run_build(corpus: Path, home: Path, workers: int | None, budget_gb: float | None) -> tuple[float, int, str]:
     """One CLI build in a fresh home: (seconds, peak tree RSS bytes, output tail)."""
     import shutil
@@ -141,9 +151,13 @@ def run_build(corpus: Path, home: Path, workers: int | None, budget_gb: float | 
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         peak = 0
-        while process.poll() is None:
-            peak = max(peak, tree_rss(process.pid))
-            time.sleep(0.2)
+        try:
+            while process.poll() is None:
+                peak = max(peak, tree_rss(process.pid))
+                time.sleep(0.2)
+        finally:  # interrupted: take the build and its workers down too
+            if process.poll() is None:
+                kill_tree(process.pid)
     seconds = time.monotonic() - started
     tail = log.read_text()[-3000:]
     if process.returncode != 0:
