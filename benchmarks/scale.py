@@ -51,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--planted", type=float, default=PLANTED, help="share of documents given a near-copy")
     parser.add_argument("--workers", type=int, default=None, help="`chronoprism build --workers` (default: cores)")
     parser.add_argument("--budget-gb", type=float, default=None, help="settings memory_budget_gb (default: 4)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local", help="settings executor")
     parser.add_argument("--repeats", type=int, default=1, help="runs per size (median and spread when > 1)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/chronoprism-scale"), help="corpora and homes")
     parser.add_argument("--seed", type=int, default=SEED)
@@ -134,7 +135,9 @@ def kill_tree(root: int) -> None:
                 member.kill()
 
 
-def run_build(corpus: Path, home: Path, workers: int | None, budget_gb: float | None) -> tuple[float, int, str]:
+def run_build(
+    corpus: Path, home: Path, workers: int | None, budget_gb: float | None, executor: str = "local"
+) -> tuple[float, int, str]:
     """One CLI build in a fresh home: (seconds, peak tree RSS bytes, output tail)."""
     import shutil
 
@@ -142,6 +145,7 @@ def run_build(corpus: Path, home: Path, workers: int | None, budget_gb: float | 
     home.mkdir(parents=True)
     env = {**os.environ, "CHRONOPRISM_HOME": str(home), "PYTHONPATH": str(ROOT)}
     env.pop("DAGSTER_HOME", None)
+    env["CHRONOPRISM__EXECUTOR"] = executor  # "ray": a local Ray instance started by the build (in the tree)
     if budget_gb is not None:
         env["CHRONOPRISM__MEMORY_BUDGET_GB"] = str(budget_gb)
     command = [sys.executable, "-m", "pipelines.cli", "build", "--no-bundled", "--corpus", str(corpus)]
@@ -200,7 +204,7 @@ def machine() -> str:
 
 def main() -> int:
     args = parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; executor {args.executor}")
     results = []
     for size in args.sizes:
         corpus = args.work / f"corpus-{size:g}gb-seed{args.seed}"
@@ -215,8 +219,9 @@ def main() -> int:
         )
         runs = []
         for repeat in range(args.repeats):
-            seconds, peak, _ = run_build(corpus, args.work / f"home-{size:g}gb", args.workers, args.budget_gb)
-            runs.append((seconds, peak, recall(args.work / f"home-{size:g}gb", pairs)))
+            home = args.work / f"home-{size:g}gb"
+            seconds, peak, _ = run_build(corpus, home, args.workers, args.budget_gb, args.executor)
+            runs.append((seconds, peak, recall(home, pairs)))
             print(
                 f"    run {repeat + 1}: {seconds:.1f}s, {input_bytes / 1e6 / seconds:.2f} MB/s, "
                 f"peak RSS {peak / 2**30:.2f} GiB, recall {runs[-1][2]:.4f}",
