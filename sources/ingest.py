@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from sources.base import STAGE, ReadResult
+from sources.base import STAGE
 from sources.registry import SourceSpec, read_source_batches
-from sources.schema import DOCUMENTS, REJECTS, UNDATED, empty
+from sources.schema import REJECTS, UNDATED, empty
 from sources.settings import Settings
 from sources.stats import StageStats
 from sources.storage import TableWriter
@@ -40,7 +40,7 @@ def ingest_source(
     rows, chars = Counter(), Counter()
     done_bytes = 0
     for piece in read_source_batches(spec, settings, batch_bytes):
-        _write_piece(piece, out)
+        out.write(piece.documents)
         stats = stats + piece.stats
         rejects.append(piece.rejects)
         undated.append(piece.undated)
@@ -52,7 +52,3 @@ def ingest_source(
         if progress is not None:
             progress(out.height, done_bytes)
     return IngestResult(stats.check(), pl.concat(rejects), pl.concat(undated), rows, chars)
-
-
-def _write_piece(piece: ReadResult, out: TableWriter) -> None:
-    out.write(piece.documents.select(list(DOCUMENTS)))
