@@ -76,7 +76,9 @@ def make_corpus(directory: Path, size_gb: float, planted: float, seed: int) -> l
     """Write the corpus (cached by a marker); return the planted (original id, copy id) pairs."""
     from planted import edit_rate_for, edit_words
 
-    marker = directory / "planted.json"
+    marker = directory.with_name(directory.name + ".planted.json")  # beside the corpus: not a corpus file
+    if (directory / "planted.json").is_file():  # where earlier versions kept it
+        (directory / "planted.json").replace(marker)
     if marker.is_file():
         return [tuple(pair) for pair in json.loads(marker.read_text())]
     directory.mkdir(parents=True, exist_ok=True)
