@@ -101,6 +101,8 @@ def find_duplicates(
     usable = (np.concatenate(counts) > 0) & (exact_kept == rows)
     candidates = candidate_pairs_of_keys(np.concatenate(bands), config, usable)
     del bands
+    if spill_dir is not None:
+        spill_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="near-dup-", dir=spill_dir) as spill:
         sets = SpilledSets(Path(spill) / "shingle_sets.bin")
         try:

@@ -118,13 +118,13 @@ def test_batched_reads_find_the_same_duplicates_as_whole_partitions(tmp_path):  
         reads.append(1)
         return (part[i : i + 7] for part in frames for i in range(0, part.height, 7))
 
-    batched = find_duplicates(batches, spill_dir=tmp_path)
+    batched = find_duplicates(batches, spill_dir=tmp_path / "spill")  # made when missing
     assert batched.duplicates.equals(whole.duplicates) and batched.summary == whole.summary
     assert whole.summary["verified_pairs"] >= 20 and set(whole.duplicates["reason"]) == {
         "exact_duplicate",
         "near_duplicate",
     }
-    assert len(reads) == 2 and not list(tmp_path.iterdir())  # the spilled shingle sets are gone
+    assert len(reads) == 2 and not list((tmp_path / "spill").iterdir())  # the spilled shingle sets are gone
 
 
 def test_spilled_sets_give_the_same_jaccard_as_in_memory_sets(tmp_path):  # [issue 14]
