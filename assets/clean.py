@@ -5,7 +5,7 @@ from collections import Counter
 import dagster as dg
 import polars as pl
 
-from assets._common import stage_asset, throughput_progress, written_result
+from pipelines.metadata import stage_asset, throughput_progress, written_result
 from pipelines.resources import SettingsResource
 from quality.clean import STAGE, clean_batches
 from quality.filters import build_filters

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets._common import stage_asset, throughput_progress, written_result
+from pipelines.metadata import stage_asset, throughput_progress, written_result
 from pipelines.resources import SettingsResource
 from sources.documents import write_documents
 from sources.ingest import ingest_source
