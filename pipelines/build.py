@@ -150,8 +150,9 @@ class _Build:
                     self.source,
                     self.build_id,
                     self.total,
+                    self.done + sum(len(keys) for _, keys in todo[:position]),  # where this century's lines count from
                 )
-                for partition, keys in todo
+                for position, (partition, keys) in enumerate(todo)
             ]
             for future in as_completed(futures):
                 results, failed, done = future.result()
@@ -241,6 +242,7 @@ def _run_partition_in_worker(
     source: str,
     build_id: str,
     total: int,
+    done: int,
 ) -> tuple[list[StepResult], set, int]:
     """One century of a step in a worker process: (its run results, the failures seen, materializations done)."""
     os.environ[BUILD_ID_ENV] = build_id
@@ -248,9 +250,9 @@ def _run_partition_in_worker(
     with dg.DagsterInstance.get() as instance:
         reporter = PlainReporter(lambda line: print(line, flush=True))
         build = _Build(defs, instance, reporter, force, source, reap=False)
-        build.failed, build.total = failed, total
+        build.failed, build.total, build.done = failed, total, done
         build.run_partition(prefix, step, partition)
-        return build.results, build.failed, build.done
+        return build.results, build.failed, build.done - done
 
 
 def settled_subset(asset_graph, keys: list[dg.AssetKey], todo: dict) -> dict:
