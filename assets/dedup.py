@@ -7,14 +7,16 @@ table to one century; `pretrain_corpus` writes that century in ProgressGym's sha
 import dagster as dg
 import polars as pl
 
-from pipelines.metadata import png_metadata, stage_asset, stage_result
+from pipelines.metadata import png_metadata, stage_asset, stage_result, throughput_progress, written_result
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
 from quality.dedup.documents import drop_duplicates, find_duplicates, minhash_config
 from quality.pretrain import build_pretrain, century_bar_chart
 from quality.tokens import teacher_tokenizer
+from sources.parallel import batch_map_of
 from sources.schema import DOCUMENTS, DUPLICATES
 from sources.stats import StageStats
+from sources.storage import batch_bytes_for
 
 PREVIEW_COLUMNS = ["source", "title", "year", "n_chars", "text"]
 DUPLICATES_TABLE = "near_duplicate_clusters"
@@ -28,8 +30,15 @@ def near_duplicate_clusters(context: dg.AssetExecutionContext, settings: Setting
     config = settings.get()
     store = settings.store()
     centuries = store.partitions("documents_clean")
-    frames = (store.read("documents_clean", century, schema=DOCUMENTS) for century in centuries)
-    result = find_duplicates(frames, minhash_config(config.dedup))
+    batch_bytes = batch_bytes_for(config.memory_budget_gb)  # [issue 14] read twice in batches, never held whole
+
+    def frames():
+        for century in centuries:
+            yield from store.batches("documents_clean", century, schema=DOCUMENTS, batch_bytes=batch_bytes)
+
+    total = sum(store.num_rows("documents_clean", century) for century in centuries)
+    progress = throughput_progress(context, DUPLICATES_TABLE, total)
+    result = find_duplicates(frames, minhash_config(config.dedup), store.home / "tmp", progress, batch_map_of(config))
     path = store.write(DUPLICATES_TABLE, result.duplicates)
     context.log.info(f"{result.summary}")
     # the table holds the dropped documents; n_out counts the documents kept
@@ -44,10 +53,15 @@ def documents_dedup(context: dg.AssetExecutionContext, settings: SettingsResourc
     store = settings.store()
     century = context.partition_key
     duplicates = store.read(DUPLICATES_TABLE, schema=DUPLICATES)
-    result = drop_duplicates(store.read("documents_clean", century, schema=DOCUMENTS), duplicates)
-    path = store.write("documents_dedup", result.documents, century)
-    store.write_rejects("dedup", result.rejects, century)
-    return stage_result(result.stats, result.documents, path, PREVIEW_COLUMNS)
+    batch_bytes = batch_bytes_for(settings.get().memory_budget_gb)  # [issue 14] the century in batches
+    stats, rejects = StageStats("dedup"), []
+    with store.writer("documents_dedup", DOCUMENTS, century) as out:
+        for docs in store.batches("documents_clean", century, schema=DOCUMENTS, batch_bytes=batch_bytes):
+            result = drop_duplicates(docs, duplicates)
+            out.write(result.documents)
+            stats, rejects = stats + result.stats, [*rejects, result.rejects]
+    store.write_rejects("dedup", pl.concat(rejects), century)
+    return written_result(stats.check(), out, PREVIEW_COLUMNS)
 
 
 def _tokens_by_century(context: dg.AssetExecutionContext) -> dict[str, int]:

@@ -1,14 +1,14 @@
 """Ingest: one raw asset per source (from one factory), then `documents` partitioned by century."""
 
 import dagster as dg
-import polars as pl
 
-from pipelines.metadata import stage_asset, stage_result
+from pipelines.metadata import stage_asset, throughput_progress, written_result
 from pipelines.resources import SettingsResource
-from sources.documents import assemble_documents
-from sources.registry import SOURCES, SourceSpec, read_source
+from sources.documents import write_documents
+from sources.ingest import ingest_source
+from sources.registry import SOURCES, SourceSpec
 from sources.schema import DOCUMENTS
-from sources.stats import counts_by
+from sources.storage import batch_bytes_for
 
 PREVIEW_COLUMNS = ["source", "title", "year", "century", "date_method", "n_chars", "text"]
 
@@ -25,15 +25,6 @@ def undated_table(spec: SourceSpec) -> str:
 ESTIMATED_DOCUMENTS = "estimated_documents"  # [issue 9] undated rows placed by the classifier (assets/dating.py)
 
 
-def _per_source_breakdown(documents: pl.DataFrame) -> dict:
-    return {
-        "rows_per_century": counts_by(documents, "century"),
-        "chars_per_century": dict(
-            documents.group_by("century").agg(pl.col("n_chars").sum()).sort("century").iter_rows()
-        ),
-    }
-
-
 def build_raw_asset(spec: SourceSpec) -> dg.AssetsDefinition:
     @stage_asset(
         "sources",
@@ -46,15 +37,18 @@ def build_raw_asset(spec: SourceSpec) -> dg.AssetsDefinition:
     def _raw(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
         config = settings.get()
         store = settings.store()
-        result = read_source(spec, config)
-        path = store.write(raw_table(spec), result.documents)
+        progress = throughput_progress(context, raw_table(spec))
+        with store.writer(raw_table(spec), DOCUMENTS) as out:  # [issue 14] streamed: never the whole source
+            result = ingest_source(spec, config, out, batch_bytes_for(config.memory_budget_gb), progress)
         store.write_rejects("ingest", result.rejects, spec.name)
         if result.undated.height or store.exists(undated_table(spec)):  # [issue 9] only with corpus.estimate_dates
             store.write(undated_table(spec), result.undated)
         context.log.info(f"{spec.name}: {result.stats.n_out} documents, {result.stats.n_rejected} rejected")
-        return stage_result(
-            result.stats, result.documents, path, PREVIEW_COLUMNS, extra=_per_source_breakdown(result.documents)
-        )
+        extra = {
+            "rows_per_century": dict(sorted(result.rows_per_century.items())),
+            "chars_per_century": dict(sorted(result.chars_per_century.items())),
+        }
+        return written_result(result.stats, out, PREVIEW_COLUMNS, extra=extra)
 
     return _raw
 
@@ -66,14 +60,17 @@ raw_assets = [build_raw_asset(spec) for spec in SOURCES]
 @stage_asset("sources", [*(raw_table(spec) for spec in SOURCES), ESTIMATED_DOCUMENTS], partitioned=True)
 def documents(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """Dated documents of one century (C013…C021) from every source, in the DESIGN.md §2 schema."""
+    config = settings.get()
     store = settings.store()
     century = context.partition_key
-    raw = [store.read(raw_table(spec), schema=DOCUMENTS) for spec in SOURCES]
-    raw.append(store.read(ESTIMATED_DOCUMENTS, schema=DOCUMENTS, missing_ok=True))  # [issue 9] empty unless opted in
-    docs, rejects, stats = assemble_documents(raw, century)
-    path = store.write("documents", docs, century)
-    store.write_rejects("documents", rejects, century)
-    rows_per_source = counts_by(docs, "source")
-    chars_per_source = dict(docs.group_by("source").agg(pl.col("n_chars").sum()).sort("source").iter_rows())
-    extra = {"rows_per_source": rows_per_source, "chars_per_source": chars_per_source}
-    return stage_result(stats, docs, path, PREVIEW_COLUMNS, extra=extra)
+    raw = [store.table_path(raw_table(spec)) for spec in SOURCES]
+    for spec, path in zip(SOURCES, raw, strict=True):
+        if not path.is_file():
+            raise FileNotFoundError(f"table {raw_table(spec)!r} has not been materialized ({path})")
+    raw.append(store.table_path(ESTIMATED_DOCUMENTS))  # [issue 9] absent unless opted in
+    budget = batch_bytes_for(config.memory_budget_gb)  # [issue 14] DuckDB sorts out of core under the budget
+    with store.writer("documents", DOCUMENTS, century) as out:
+        result = write_documents(raw, century, out, budget, store.home / "tmp" / f"documents-{century}")
+    store.write_rejects("documents", result.rejects, century)
+    extra = {"rows_per_source": result.rows_per_source, "chars_per_source": result.chars_per_source}
+    return written_result(result.stats, out, PREVIEW_COLUMNS, extra=extra)

@@ -10,6 +10,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -20,7 +21,7 @@ from pipelines.progress import PlainReporter
 from pipelines.resources import SettingsResource
 from pipelines.tags import BUILD_ID_TAG, PROCESS_TAG, SOURCE_TAG
 from sources.settings import Settings
-from teacher.cache import ensure_build_id
+from teacher.cache import BUILD_ID_ENV, ensure_build_id
 
 # step logs still reach the instance (UI, `dagster` run logs); the console shows our progress lines only
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -35,6 +36,8 @@ def run_build(
     force: bool = False,
     reporter: PlainReporter | None = None,
     source: str = "cli",
+    workers: int = 1,
+    defs_factory: Callable[[], dg.Definitions] | None = None,
 ) -> list[StepResult]:
     """Materialize `selection` (Dagster selection syntax; None = everything) and, by default, its upstream
     assets too, so `--select documents` on a fresh home ingests what documents needs (like `make`).
@@ -43,6 +46,10 @@ def run_build(
     its settings sections and input files are unchanged; after each run the rest of its step is judged again, so
     a rerun that wrote identical rows stops there. `force` runs every selected partition once. A partition whose
     upstream failed (or failed a blocking check) in this build is not attempted. Returns one result per run.
+
+    [issue 14] With `workers` > 1 and a picklable `defs_factory` (rebuilds `defs` in a worker process), the
+    centuries of a partitioned step of document stages (`PARALLEL_GROUPS`) run in that many processes at once;
+    each century is still its own Dagster run, so the output is the same whatever the number of workers.
     """
     asset_graph = defs.resolve_asset_graph()
     selected = _resolve_selection(asset_graph, selection, with_upstream)
@@ -54,19 +61,51 @@ def run_build(
     build.total = total
     try:
         for number, step in enumerate(steps, 1):
-            for partition in (partitions or CENTURIES) if step.partitioned else [None]:
-                keys = [key for key in step.keys if partition is None or partition in scope[key]]
-                if keys:
-                    build.run_partition(f"[{number}/{len(steps)}]", Step(step.partitioned, keys), partition)
+            prefix = f"[{number}/{len(steps)}]"
+            todo = [
+                (partition, [key for key in step.keys if partition is None or partition in scope[key]])
+                for partition in ((partitions or CENTURIES) if step.partitioned else [None])
+            ]
+            todo = [(partition, keys) for partition, keys in todo if keys]
+            if workers > 1 and defs_factory is not None and len(todo) > 1 and _parallel_step(asset_graph, step):
+                build.run_parallel(prefix, step, todo, workers, defs_factory)
+                continue
+            for partition, keys in todo:
+                build.run_partition(prefix, Step(step.partitioned, keys), partition)
     finally:
         build.reporter.close()
     return build.results
 
 
+# [issue 14] groups whose partitioned steps may run several centuries at once: CPU-bound document stages with no
+# pool. Teacher, training and evaluation steps share a model, a GPU or a served endpoint and stay one at a time.
+PARALLEL_GROUPS = ("sources", "quality")
+
+
+def _parallel_step(asset_graph, step: Step) -> bool:
+    return step.partitioned and all(asset_graph.get(key).group_name in PARALLEL_GROUPS for key in step.keys)
+
+
+def default_workers() -> int:
+    """Every core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class _Build:
     """State of one build: what ran, what failed, how far along it is."""
 
-    def __init__(self, defs, instance: dg.DagsterInstance, reporter: PlainReporter, force: bool, source: str):
+    def __init__(
+        self,
+        defs,
+        instance: dg.DagsterInstance,
+        reporter: PlainReporter,
+        force: bool,
+        source: str,
+        reap: bool = True,
+    ):
         self.asset_graph = defs.resolve_asset_graph()
         self.job = defs.resolve_implicit_global_asset_job_def()
         self.instance = instance
@@ -79,8 +118,48 @@ class _Build:
         self.failed: set[tuple[dg.AssetKey, str | None]] = set()
         self.done = 0
         self.total = 0
-        for run_id in reap_orphaned_runs(instance):
+        for run_id in reap_orphaned_runs(instance) if reap else []:
             reporter.write(f"run {run_id} of a killed build marked failed, its pool slots freed")
+
+    def run_parallel(
+        self,
+        prefix: str,
+        step: Step,
+        todo: list[tuple[str | None, list[dg.AssetKey]]],
+        workers: int,
+        defs_factory: Callable[[], dg.Definitions],
+    ) -> None:
+        """[issue 14] `run_partition` for each (partition, keys) of one step in a pool of `workers` processes.
+
+        Each worker rebuilds the definitions, opens the instance and runs its century exactly as the sequential
+        path does; its lines reach the console directly, its results and failures come back here."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding Dagster's threads
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+            futures = [
+                pool.submit(
+                    _run_partition_in_worker,
+                    defs_factory,
+                    prefix,
+                    Step(step.partitioned, keys),
+                    partition,
+                    set(self.failed),
+                    self.force,
+                    self.source,
+                    self.build_id,
+                    self.total,
+                    self.done + sum(len(keys) for _, keys in todo[:position]),  # where this century's lines count from
+                )
+                for position, (partition, keys) in enumerate(todo)
+            ]
+            for future in as_completed(futures):
+                results, failed, done = future.result()
+                self.results.extend(results)
+                self.failed |= failed
+                self.done += done
+                self.reporter.fresh(prefix, 0, self.done, self.total)  # moves the overall bar
 
     def run_partition(self, prefix: str, step: Step, partition: str | None) -> None:
         """Run the keys of `step` that must run for one partition, judging again after each run."""
@@ -151,6 +230,29 @@ class _Build:
         self.done += len(result.step.keys)
         where = f" [{result.partition}]" if result.partition else ""
         self.reporter.run_finished(f"{prefix} {result.step.label()}{where}", result, self.done, self.total)
+
+
+def _run_partition_in_worker(
+    defs_factory: Callable[[], dg.Definitions],
+    prefix: str,
+    step: Step,
+    partition: str | None,
+    failed: set,
+    force: bool,
+    source: str,
+    build_id: str,
+    total: int,
+    done: int,
+) -> tuple[list[StepResult], set, int]:
+    """One century of a step in a worker process: (its run results, the failures seen, materializations done)."""
+    os.environ[BUILD_ID_ENV] = build_id
+    defs = defs_factory()
+    with dg.DagsterInstance.get() as instance:
+        reporter = PlainReporter(lambda line: print(line, flush=True))
+        build = _Build(defs, instance, reporter, force, source, reap=False)
+        build.failed, build.total, build.done = failed, total, done
+        build.run_partition(prefix, step, partition)
+        return build.results, build.failed, build.done - done
 
 
 def settled_subset(asset_graph, keys: list[dg.AssetKey], todo: dict) -> dict:

@@ -48,10 +48,21 @@ def _json_or_text(value: str) -> Any:
         return value
 
 
+def definitions_with_settings(settings_fields: dict[str, Any]):
+    """[issue 14] The CLI's Definitions rebuilt from plain settings fields: what a build worker process receives
+    (the resource object itself does not pickle)."""
+    from pipelines.definitions import make_definitions
+    from pipelines.resources import SettingsResource
+
+    return make_definitions({"settings": SettingsResource(**settings_fields)})
+
+
 def cmd_build(args: argparse.Namespace) -> int:
+    from functools import partial
+
     import dagster as dg
 
-    from pipelines.build import run_build
+    from pipelines.build import default_workers, run_build
     from pipelines.concurrency import apply_pool_limits
     from pipelines.definitions import make_definitions
     from pipelines.partitions import CENTURIES
@@ -78,6 +89,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             with_upstream=not args.no_upstream,
             force=args.force,
             reporter=reporter,
+            # [issue 14] with executor = "ray" the batches spread over Ray; one build process drives it
+            workers=1 if settings.get().executor == "ray" else args.workers or default_workers(),
+            defs_factory=partial(definitions_with_settings, settings.model_dump()),
         )
     failed = [r for r in results if not r.success]
     refresh_id_index(settings.get().home_path)  # [issue 18] so `chronoprism why` answers at once
@@ -337,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="settings override, e.g. --set teacher.backend=scripted (JSON values)",
+    )
+    build.add_argument(  # [issue 14]
+        "--workers",
+        type=int,
+        default=None,
+        help="processes for the centuries of document stages (default: every core); output is the same for any N",
     )
     build.set_defaults(func=cmd_build)
 

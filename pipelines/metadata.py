@@ -239,3 +239,31 @@ def report_teacher_progress(context: dg.AssetExecutionContext, stage: str, teach
 
     teacher.on_batch = report
     return teacher
+
+
+def written_result(
+    stats: StageStats,
+    written,  # sources.storage.TableWriter, closed
+    preview_columns: list[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dg.MaterializeResult:
+    """[issue 14] `stage_result` for a table written in batches: preview from its first rows, data version from the
+    digest the writer kept, so the table is never in memory whole."""
+    metadata = stage_metadata(stats, written.path, written.head, preview_columns, extra)
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(written.digest))
+
+
+def throughput_progress(
+    context: dg.AssetExecutionContext, stage: str, total_docs: int | None = None, total_bytes: int | None = None
+):
+    """[issue 14] A `progress(documents, bytes)` callback for a document stage: `progress {json}` lines with
+    documents/s, MB/s and ETA (pipelines.throughput), at most one every few seconds."""
+    from pipelines.throughput import Throughput
+
+    log = ProgressLog(context, stage, total_docs)
+    rates = Throughput(total_docs, total_bytes)
+
+    def progress(docs: int, n_bytes: int) -> None:
+        log.update(docs, unit="docs", **rates.counters(docs, n_bytes))
+
+    return progress

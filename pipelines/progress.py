@@ -19,6 +19,7 @@ import dagster as dg
 
 from pipelines.metadata import PROGRESS_PREFIX
 from pipelines.plan import StepResult
+from pipelines.throughput import describe_rates
 
 TEACHER_CALL_KEYS = ("teacher_calls", "backend_calls")
 TEACHER_LIVE_KEYS = ("tokens_per_s", "window", "cost_usd", "eta_s")
@@ -50,6 +51,7 @@ class RunProgress:
     unit: str = "rows"
     calls_by_asset: dict[str, int] = field(default_factory=dict)
     teacher_live: dict[str, float] = field(default_factory=dict)  # [issue 15] tokens_per_s, window, cost, ETA
+    rates: str = ""
 
     def feed(self, entry) -> str | None:
         """Update from one event log entry; return a progress line worth printing, if any."""
@@ -76,6 +78,7 @@ class RunProgress:
             return None
         self.asset = payload.get("stage") or self.asset
         self.done, self.total, self.unit = payload.get("done"), payload.get("total"), payload.get("unit", "rows")
+        self.rates = describe_rates(payload)  # [issue 14] docs/s, MB/s, ETA of document stages
         for key in TEACHER_CALL_KEYS:
             if isinstance(payload.get(key), int):
                 self.calls_by_asset[self.asset] = payload[key]
@@ -95,6 +98,8 @@ class RunProgress:
         parts = []
         if self.done is not None:
             parts.append(f"{self.done}/{self.total} {self.unit}" if self.total else f"{self.done} {self.unit}")
+        if self.rates:
+            parts.append(self.rates)
         if self.rows:
             parts.append(f"{self.rows} rows written")
         if self.teacher_calls:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -21,6 +22,7 @@ from quality.filters.gutenberg import MENTION
 from quality.filters.length import TOO_LARGE
 from quality.normalize import normalize_series, normalize_text
 from quality.text_buffer import byte_chunks
+from sources.parallel import BatchMap, LocalMap
 from sources.schema import DOCUMENTS, REJECTS, SNIPPET_CHARS, Reject, conform, frame_of
 from sources.settings import CleanSettings
 from sources.stats import StageStats
@@ -135,3 +137,28 @@ def _rejects(docs: pl.DataFrame, drops: dict[int, Drop]) -> pl.DataFrame:
         ],
         REJECTS,
     )
+
+
+def clean_batches(
+    batches: Iterable[pl.DataFrame],
+    settings: CleanSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    mapper: BatchMap | None = None,
+) -> Iterator[CleanResult]:
+    """[issue 14] `clean_documents` over a partition read in batches: one result per batch, in row order, so kept
+    documents and rejects come out exactly as from one call over the whole partition; stats and `changed` add up.
+    `mapper` runs the batches (here, or as Ray tasks: sources.parallel); `progress(documents, bytes)` is called
+    after each batch."""
+    done_docs = done_bytes = 0
+    for result, n_bytes in (mapper or LocalMap()).imap(partial(_clean_piece, settings=settings), batches):
+        done_docs += result.stats.n_in
+        done_bytes += n_bytes
+        if progress is not None:
+            progress(done_docs, done_bytes)
+        yield result
+
+
+def _clean_piece(batch: pl.DataFrame, settings: CleanSettings | None) -> tuple[CleanResult, int]:
+    """One batch cleaned, with its text bytes (for throughput)."""
+    n_bytes = int(batch["text"].str.len_bytes().sum() or 0) if batch.height else 0
+    return clean_documents(batch, settings), n_bytes

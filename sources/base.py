@@ -23,6 +23,7 @@ STAGE = "ingest"
 # [date estimation, issue 9] with `keep_undated`, rows rejected only for these reasons are handed to the date
 # estimator whole (ReadResult.undated) instead of becoming rejects rows; ingest still counts them as rejected.
 UNDATED_REASONS = ("missing_date", "unparseable_date")
+DEFAULT_BATCH_BYTES = 64 << 20  # [issue 14] document text per piece of a streamed read
 
 
 @dataclass(slots=True)
@@ -48,6 +49,21 @@ class ReadResult:
     rejects: pl.DataFrame
     stats: StageStats
     undated: pl.DataFrame = field(default_factory=lambda: empty(UNDATED))  # [issue 9] see UNDATED_REASONS
+
+    @staticmethod
+    def concat(pieces: list[ReadResult]) -> ReadResult:
+        """[issue 14] Pieces of one read (or several reads) as one result; stats add up."""
+        if not pieces:
+            return ReadResult(empty(DOCUMENTS), empty(REJECTS), StageStats(STAGE))
+        stats = pieces[0].stats
+        for piece in pieces[1:]:
+            stats = stats + piece.stats
+        return ReadResult(
+            pl.concat([p.documents for p in pieces]),
+            pl.concat([p.rejects for p in pieces]),
+            stats.check(),
+            pl.concat([p.undated for p in pieces]),
+        )
 
 
 class BaseReader:
@@ -76,19 +92,32 @@ class BaseReader:
         return raw.date if raw.date is not None else parse_row_date(raw.date_fields)
 
     def read(self) -> ReadResult:
+        """Every row at once: for bundled sources and tests; corpus-scale ingest uses `read_batches`."""
+        return ReadResult.concat(list(self.read_batches(None)))
+
+    def read_batches(self, batch_bytes: int | None = DEFAULT_BATCH_BYTES) -> Iterator[ReadResult]:
+        """[issue 14] The read in pieces of about `batch_bytes` of document text (None: one piece), so a corpus
+        larger than memory streams through; duplicate ids are still caught across pieces. Each piece's stats count
+        its own rows and add up (`+`) to the whole read's."""
         stats = StageStats(STAGE)
         documents: list[Document] = []
         rejects: list[Reject] = []
         undated: list[dict] = []  # [issue 9]
         first_ref_of: dict[tuple[str, str], str] = {}
+        n_documents = held_bytes = 0
 
         def reject(item: Reject) -> None:
             rejects.append(item)
             stats.reject(item.reason)
             logger.warning("%s: rejected %s (%s): %s", self.source, item.row_ref, item.reason, item.detail)
 
+        def piece() -> ReadResult:
+            return ReadResult(
+                frame_of(documents, DOCUMENTS), frame_of(rejects, REJECTS), stats.check(), frame_of(undated, UNDATED)
+            )
+
         for item in self.iter_raw():
-            if self.max_docs is not None and len(documents) >= self.max_docs:
+            if self.max_docs is not None and n_documents >= self.max_docs:
                 break
             stats.n_in += 1
             if isinstance(item, Reject):
@@ -104,12 +133,14 @@ class BaseReader:
                 reject(outcome)
                 continue
             documents.append(outcome)
+            n_documents += 1
+            held_bytes += len(outcome.text)
             stats.n_out += 1
             stats.measure("chars", outcome.n_chars, "chars")
-        stats.check()
-        return ReadResult(
-            frame_of(documents, DOCUMENTS), frame_of(rejects, REJECTS), stats, frame_of(undated, UNDATED)
-        )
+            if batch_bytes is not None and held_bytes >= batch_bytes:
+                yield piece()
+                stats, documents, rejects, undated, held_bytes = StageStats(STAGE), [], [], [], 0
+        yield piece()
 
     def _undated_of(self, raw: RawRow, rejected: Reject) -> dict:
         """[issue 9] An undated row kept whole, with the ingest rejection it would otherwise have been."""

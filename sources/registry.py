@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-
-import polars as pl
 
 from sources.base import BaseReader, ReadResult
 from sources.bible import EDITIONS, BibleReader
 from sources.sagas import SagaReader
-from sources.schema import DOCUMENTS, REJECTS, empty
 from sources.settings import Settings, config_from
 from sources.shakespeare import ShakespeareReader
 from sources.sotu import SotuReader
-from sources.stats import StageStats
 from sources.user_corpus import ColumnMap, UserCorpusReader
 
 
@@ -79,17 +75,12 @@ SOURCES: tuple[SourceSpec, ...] = (
 
 def read_source(spec: SourceSpec, settings: Settings) -> ReadResult:
     """Run every reader of one source and concatenate; a disabled bundled source reads nothing."""
+    return ReadResult.concat(list(read_source_batches(spec, settings, None)))
+
+
+def read_source_batches(spec: SourceSpec, settings: Settings, batch_bytes: int | None) -> Iterator[ReadResult]:
+    """[issue 14] `read_source` in pieces of about `batch_bytes` of text (None: one piece per reader)."""
     if spec.bundled and not settings.corpus.include_bundled:
-        return ReadResult(empty(DOCUMENTS), empty(REJECTS), StageStats("ingest"))
-    results = [reader.read() for reader in spec.readers(settings)]
-    if not results:
-        return ReadResult(empty(DOCUMENTS), empty(REJECTS), StageStats("ingest"))
-    stats = results[0].stats
-    for result in results[1:]:
-        stats = stats + result.stats
-    return ReadResult(
-        pl.concat([r.documents for r in results]),
-        pl.concat([r.rejects for r in results]),
-        stats.check(),
-        pl.concat([r.undated for r in results]),  # [issue 9]
-    )
+        return
+    for reader in spec.readers(settings):
+        yield from reader.read_batches(batch_bytes)

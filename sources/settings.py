@@ -228,6 +228,13 @@ class CollapseSettings(Section):
     copy_jaccard: float = Field(0.7, ge=0, le=1, description="word-set Jaccard of a near-copy")
 
 
+class RaySettings(Section):
+    """[issue 14] The Ray cluster `executor = "ray"` uses (docs/deploy.md: KubeRay)."""
+
+    address: str | None = Field(None, description="ray://host:10001 or 'auto'; unset: a local ray.init() per process")
+    num_cpus: int | None = Field(None, description="CPUs of the local instance started when address is unset")
+
+
 class Settings(Section):
     home: str = Field(DEFAULT_HOME, description="data, caches and (unless DAGSTER_HOME is set) the Dagster instance")
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
@@ -238,6 +245,14 @@ class Settings(Section):
     publish: PublishSettings = Field(default_factory=PublishSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     collapse: CollapseSettings = Field(default_factory=CollapseSettings)  # [issue 19]
+    # [issue 14] corpus-scale runs: the document stages read, clean and dedup in batches sized from this budget
+    memory_budget_gb: float = Field(
+        4.0, gt=0, description="memory one stage process may use; batch sizes derive from it (sources/storage.py)"
+    )
+    executor: Literal["local", "ray"] = Field(
+        "local", description="where clean and near-dup batches run: this process, or Ray tasks (sources/parallel.py)"
+    )
+    ray: RaySettings = Field(default_factory=RaySettings)
 
     @property
     def home_path(self) -> Path:

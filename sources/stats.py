@@ -58,6 +58,18 @@ class MetricStats:
             m2,
         )
 
+    @classmethod
+    def of(cls, values, unit: str = "") -> MetricStats:
+        """[issue 14] The stats of many values at once (a numpy array or sequence), to add to a running total."""
+        import numpy as np
+
+        array = np.asarray(values, dtype=np.float64)
+        if array.size == 0:
+            return cls(unit)
+        mean = float(array.mean())
+        m2 = float(((array - mean) ** 2).sum())
+        return cls(unit, float(array.sum()), int(array.size), float(array.min()), float(array.max()), mean, m2)
+
     @property
     def std(self) -> float:
         return math.sqrt(self.m2 / self.n) if self.n else 0.0
@@ -95,6 +107,11 @@ class StageStats:
 
     def measure(self, name: str, value: float, unit: str = "") -> None:
         self.metrics.setdefault(name, MetricStats(unit=unit)).update(value)
+
+    def measure_many(self, name: str, values, unit: str = "") -> None:
+        """[issue 14] `measure` for a whole batch of values (one numpy pass instead of a Python loop)."""
+        batch = MetricStats.of(values, unit)
+        self.metrics[name] = self.metrics[name] + batch if name in self.metrics else batch
 
     def check(self) -> StageStats:
         """Raise unless every row that came in went out or was rejected."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -127,3 +127,144 @@ class Store:
         if not paths:
             return empty(REJECTS)
         return pl.concat([pl.read_parquet(p) for p in paths], how="vertical_relaxed")
+
+    # [issue 14] the streamed API for tables larger than memory (TableWriter, iter_parquet below)
+    def writer(self, table: str, schema: Mapping[str, pl.DataType], partition: str | None = None) -> TableWriter:
+        """`with store.writer(table, SCHEMA, partition) as out: out.write(batch)`: an atomic, streamed write."""
+        return TableWriter(self.table_path(table, partition), schema)
+
+    def batches(
+        self,
+        table: str,
+        partition: str | None = None,
+        schema: Mapping[str, pl.DataType] | None = None,
+        batch_bytes: int | None = None,
+        missing_ok: bool = False,
+    ) -> Iterator[pl.DataFrame]:
+        """One partition in frames of about `batch_bytes`, in row order; an absent one is empty with `missing_ok`."""
+        path = self.table_path(table, partition)
+        if not path.is_file():
+            if missing_ok:
+                return iter([empty(schema)] if schema is not None else [])
+            raise FileNotFoundError(f"table {table!r} partition {partition or UNPARTITIONED!r} is not materialized")
+        return iter_parquet(path, schema, batch_bytes or DEFAULT_BATCH_BYTES)
+
+    def num_rows(self, table: str, partition: str | None = None) -> int:
+        """Rows of one partition from the Parquet footer (0 when absent), without reading any data."""
+        import pyarrow.parquet as pq
+
+        path = self.table_path(table, partition)
+        return pq.ParquetFile(path).metadata.num_rows if path.is_file() else 0
+
+
+# [issue 14] Tables larger than memory: written in row groups as they are produced, read back in batches.
+# The file layout stays `<table>/<partition>.parquet` (one file, many row groups), so `read`, `scan` and every
+# reader of small tables work unchanged; only stages that must stay flat at corpus scale use the streamed API.
+ROW_GROUP_BYTES = 64 << 20  # text per row group: big enough for zstd and statistics, small enough to read alone
+DEFAULT_BATCH_BYTES = 256 << 20  # text per batch when a caller gives no budget (settings.batch_bytes derives it)
+
+
+class TableWriter:
+    """Rows of one table partition written batch by batch into one Parquet file, renamed into place on close.
+
+    Keeps only the current batch in memory, plus what the stage reports: the row count, the first rows for a
+    preview, and a content digest (the same row hashes as `table_data_version`, fed one batch at a time).
+    """
+
+    def __init__(self, path: Path, schema: Mapping[str, pl.DataType], preview_rows: int = 10):
+        import hashlib
+
+        self.path = path
+        self.schema = dict(schema)
+        self.height = 0
+        self.head = empty(schema)
+        self._preview_rows = preview_rows
+        self._digest = hashlib.sha256(repr([(name, str(dtype)) for name, dtype in self.schema.items()]).encode())
+        self._writer = None
+        self._context = atomic_path(path)
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> TableWriter:
+        self._tmp = self._context.__enter__()
+        return self
+
+    def write(self, df: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        df = conform(df, self.schema)
+        if df.height == 0 and self._writer is not None:
+            return
+        table = df.to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd", write_statistics=True)
+        self._writer.write_table(table, row_group_size=max(1, _rows_per_group(df)))
+        if self.head.height < self._preview_rows:
+            self.head = pl.concat([self.head, df.head(self._preview_rows - self.head.height)])
+        if df.height and df.width:
+            self._digest.update(df.hash_rows(seed=0).to_numpy().tobytes())
+        self.height += df.height
+
+    @property
+    def digest(self) -> str:
+        """Content hash of every row written so far (schema, rows in order, count): the partition's data version."""
+        digest = self._digest.copy()
+        digest.update(f"rows={self.height}".encode())
+        return digest.hexdigest()[:32]
+
+    def __exit__(self, kind, error, tb) -> None:
+        if error is None:
+            if self._writer is None:  # nothing written: still a typed, empty table
+                self.write(empty(self.schema))
+            self._writer.close()
+        elif self._writer is not None:
+            self._writer.close()
+        self._context.__exit__(kind, error, tb)
+
+
+def _rows_per_group(df: pl.DataFrame) -> int:
+    size = max(int(df.estimated_size()), 1)
+    return max(1, int(df.height * min(1.0, ROW_GROUP_BYTES / size)))
+
+
+def iter_parquet(
+    path: Path, schema: Mapping[str, pl.DataType] | None = None, batch_bytes: int = DEFAULT_BATCH_BYTES
+) -> Iterator[pl.DataFrame]:
+    """A Parquet file as frames of about `batch_bytes` (uncompressed), in row order; never the whole file at once."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    meta = parquet.metadata
+    rows = max(meta.num_rows, 1)
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) or 1
+    batch_rows = max(1, int(batch_bytes * rows / size))
+    produced = False
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        frame = pl.from_arrow(batch)
+        produced = True
+        yield conform(frame, schema) if schema is not None else frame
+    if not produced and schema is not None:
+        yield empty(schema)
+
+
+# A document stage holds one batch's text several times at once (arrow input, a normalised copy, kept output,
+# polars temporaries), plus the run's fixed cost (interpreter, Dagster, polars and arrow pools): a sixteenth of the
+# budget per batch keeps the peak near a quarter of it, with room for the dedup step's per-document keys.
+BUDGET_SHARE_PER_BATCH = 16
+
+
+def batch_bytes_for(memory_budget_gb: float) -> int:
+    """Text per batch for a stage running under `memory_budget_gb` (settings.memory_budget_gb)."""
+    return max(1 << 20, int(memory_budget_gb * (1 << 30) / BUDGET_SHARE_PER_BATCH))
+
+
+def rows_per_batch(paths: Iterable[Path], batch_bytes: int) -> int:
+    """Rows that hold about `batch_bytes` in these Parquet files, from their footers' average row size."""
+    import pyarrow.parquet as pq
+
+    rows = size = 0
+    for path in paths:
+        if Path(path).is_file():
+            meta = pq.ParquetFile(path).metadata
+            rows += meta.num_rows
+            size += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return max(1, int(batch_bytes * rows / size)) if size else 1024

@@ -30,7 +30,9 @@ The extra 40% of signature work is cheap next to everything else the pipeline do
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -220,8 +222,14 @@ def _bucket_pairs(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray, ma
 
 def candidate_pairs(sigs: np.ndarray, config: MinHashConfig, usable: np.ndarray | None = None) -> np.ndarray:
     """Unique (i, j), i < j, of documents sharing at least one LSH bucket; `usable` masks out docs without shingles."""
-    index = np.flatnonzero(usable) if usable is not None else np.arange(len(sigs))
-    keys = band_keys(sigs[index], config)
+    return candidate_pairs_of_keys(band_keys(sigs, config), config, usable)
+
+
+def candidate_pairs_of_keys(keys: np.ndarray, config: MinHashConfig, usable: np.ndarray | None = None) -> np.ndarray:
+    """`candidate_pairs` from band keys alone (8 bytes x bands per document: what corpus-scale dedup keeps)."""
+    index = np.flatnonzero(usable) if usable is not None else np.arange(len(keys))
+    n = max(len(keys), 1)
+    keys = keys[index]
     pairs = []
     for band in range(config.bands):
         order = np.argsort(keys[:, band], kind="stable")
@@ -237,7 +245,6 @@ def candidate_pairs(sigs: np.ndarray, config: MinHashConfig, usable: np.ndarray 
         return np.zeros((0, 2), dtype=np.int64)
     found = np.concatenate(pairs)
     found.sort(axis=1)
-    n = max(len(sigs), 1)
     codes = np.unique(found[:, 0] * n + found[:, 1])
     return np.stack([codes // n, codes % n], axis=1)
 
@@ -265,6 +272,55 @@ class ShingleSets:
         at = np.minimum(np.searchsorted(right, left), len(right) - 1)
         shared = int(np.count_nonzero(right[at] == left))
         return shared / (len(left) + len(right) - shared)
+
+
+class SpilledSets(ShingleSets):
+    """[issue 14] `ShingleSets` for corpus scale: the sorted unique shingles of only the documents that take part in
+    candidate pairs, written to one file as they are computed and read back per document (os.pread: no mapping, so
+    the file's pages never count as the process's memory). Keeps one document cached: pairs come sorted by their
+    first member."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._handle = path.open("wb")
+        self._where: dict[int, tuple[int, int]] = {}
+        self._end = 0
+        self._fd: int | None = None
+        self._cache: dict[int, np.ndarray] = {}
+
+    def add(self, doc: int, hashes: np.ndarray) -> None:
+        values = np.unique(hashes.astype(U64, copy=False))
+        self._handle.write(values.tobytes())
+        self._where[doc] = (self._end, len(values))
+        self._end += values.nbytes
+
+    def add_all(self, docs: np.ndarray, shingles: Shingles) -> None:
+        for position, doc in enumerate(docs.tolist()):
+            self.add(doc, shingles.of(position))
+
+    def __contains__(self, doc: int) -> bool:
+        return doc in self._where
+
+    def get(self, doc: int) -> np.ndarray:
+        found = self._cache.get(doc)
+        if found is not None:
+            return found
+        if self._fd is None:
+            self._handle.close()
+            self._fd = os.open(self.path, os.O_RDONLY)
+        start, count = self._where[doc]
+        found = np.frombuffer(os.pread(self._fd, count * 8, start), dtype=U64) if count else np.zeros(0, U64)
+        if len(self._cache) >= 2:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[doc] = found
+        return found
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if not self._handle.closed:
+            self._handle.close()
 
 
 def verify_pairs(pairs: np.ndarray, sets: ShingleSets, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:

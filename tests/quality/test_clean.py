@@ -84,3 +84,26 @@ def test_empty_partition_writes_typed_empty_frames():
     result = clean_documents(pl.DataFrame(schema=DOCUMENTS))
     assert result.documents.schema == pl.Schema(DOCUMENTS) and result.rejects.height == 0
     assert result.stats.n_in == 0
+
+
+def test_cleaning_in_batches_equals_one_call_over_the_partition():  # [issue 14]
+    from quality.clean import clean_batches
+
+    texts = [PROSE, "short", PROSE.replace("meek", "gentle") + "\n" * 3, "a" * 5000, PROSE + " Amen."] * 6
+    frame = docs_frame(*texts)
+    whole = clean_documents(frame)
+    seen = []
+    pieces = list(
+        clean_batches((frame[i : i + 4] for i in range(0, frame.height, 4)), progress=lambda d, b: seen.append(d))
+    )
+    assert pl.concat([p.documents for p in pieces]).equals(whole.documents)
+    assert pl.concat([p.rejects for p in pieces]).equals(whole.rejects)
+    stats = pieces[0].stats
+    for piece in pieces[1:]:
+        stats = stats + piece.stats
+    assert (stats.n_in, stats.n_out, dict(stats.rejected)) == (
+        whole.stats.n_in,
+        whole.stats.n_out,
+        dict(whole.stats.rejected),
+    )
+    assert seen[-1] == frame.height

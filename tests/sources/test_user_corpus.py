@@ -48,3 +48,20 @@ def test_missing_directory_is_one_reject(tmp_path):
     result = UserCorpusReader(tmp_path / "nope").read()
     assert result.documents.height == 0
     assert Counter(result.rejects["reason"]) == {"missing_corpus_dir": 1}
+
+
+def test_a_read_in_pieces_equals_the_whole_read(tmp_path):  # [issue 14]
+    from sources.base import ReadResult
+
+    make_bad_corpus(tmp_path / "corpus", giant_line_bytes=2_000)
+    write_jsonl(
+        tmp_path / "corpus" / "more.jsonl",
+        [{"id": f"m{i}", "text": "word " * (i + 3), "year": 1700 + i} for i in range(40)],
+    )
+    reader = UserCorpusReader(tmp_path / "corpus", max_line_chars=1_000)
+    whole = reader.read()
+    pieces = list(reader.read_batches(200))
+    assert len(pieces) > 3
+    joined = ReadResult.concat(pieces)
+    assert joined.documents.equals(whole.documents) and joined.rejects.equals(whole.rejects)
+    assert joined.stats.to_dict() == whole.stats.to_dict()

@@ -102,3 +102,37 @@ def test_kjv_chapters_revised_by_webster_are_found_above_the_threshold(kjv, webs
     assert 0.45 < np.median(jaccard) < 0.8 and (jaccard >= 0.8).sum() >= 20
     assert found[jaccard >= 0.8].mean() >= 0.9 and not found[jaccard < 0.8].any()
     assert set(result.duplicates["kept_century"]) == {"C017"} and set(result.duplicates["century"]) == {"C019"}
+
+
+def test_batched_reads_find_the_same_duplicates_as_whole_partitions(tmp_path):  # [issue 14]
+    rng = np.random.default_rng(3)
+    vocabulary = [f"w{i}" for i in range(800)]
+    base = [" ".join(rng.choice(vocabulary, 120)) for _ in range(60)]
+    texts = base + [t.replace(t.split()[5], "changed", 1) for t in base[:20]] + base[:5]  # near and exact copies
+    docs = [make_doc(t, source_doc_id=f"d{i}", year=1500 + (i * 37) % 500) for i, t in enumerate(texts)]
+    frames = [frame(*docs[i : i + 30]) for i in range(0, len(docs), 30)]
+    whole = find_duplicates(frames)
+    reads = []
+
+    def batches():  # read twice (signatures, then the candidates' text), 7 rows at a time
+        reads.append(1)
+        return (part[i : i + 7] for part in frames for i in range(0, part.height, 7))
+
+    batched = find_duplicates(batches, spill_dir=tmp_path / "spill")  # made when missing
+    assert batched.duplicates.equals(whole.duplicates) and batched.summary == whole.summary
+    assert whole.summary["verified_pairs"] >= 20 and set(whole.duplicates["reason"]) == {
+        "exact_duplicate",
+        "near_duplicate",
+    }
+    assert len(reads) == 2 and not list((tmp_path / "spill").iterdir())  # the spilled shingle sets are gone
+
+
+def test_spilled_sets_give_the_same_jaccard_as_in_memory_sets(tmp_path):  # [issue 14]
+    from quality.dedup.minhash import SpilledSets
+
+    shingles = shingle_hashes(pl.Series("text", [TEXT, TEXT.replace("void", "empty"), OTHER, "too short"]))
+    memory, spilled = ShingleSets(shingles), SpilledSets(tmp_path / "sets.bin")
+    spilled.add_all(np.arange(4), shingles)
+    for a, b in [(0, 1), (0, 2), (1, 2), (2, 3), (1, 0)]:
+        assert spilled.jaccard(a, b) == memory.jaccard(a, b)
+    spilled.close()
