@@ -72,22 +72,24 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # SmolLM2-135M (or any model under training.max_cpu_params) on CPU with LoRA: a demo-sized run, not a real
     # finetune. 2 rows x 128 tokens = 256 tokens per step; LoRA needs ~4 x 135M x 256 = 0.14 TFLOP per step (no
-    # weight gradients for the frozen base): ~2-3 s at the ~50 GFLOP/s two cores sustain, so 6 steps plus the
-    # model load and the merged export take well under a minute per stage. 6 x 256 = 1,536 tokens ~ 6k chars: a
-    # 12k-char sample leaves room for validation rows. Evaluating 1 batch at steps 0, 3, 6 keeps the curve cheap.
+    # weight gradients for the frozen base) plus the 49k-word output layer: 3-6 s per step on two idle cores (we
+    # measured 30 CPU-seconds per step on a box loaded 7x over). Per stage: the trainer process imports torch (~10 s),
+    # loads the model (~3 s), trains 4 steps, evaluates one batch at steps 0 and 4 and writes the merged model
+    # (~5 s, 540 MB float32): ~35-45 s; three stages x two demo centuries ~4 min. 4 x 256 = 1,024 tokens ~ 4k chars:
+    # an 8k-char sample of the century leaves room for validation rows.
     "cpu-small": dict(
         seq_len=128,
-        max_chars=12_000,
+        max_chars=8_000,
         batch_size=2,
-        max_steps=6,
+        max_steps=4,
         lora_rank=8,
         lora_alpha=16,  # scale alpha/rank = 2, as at rank 16 / alpha 32
         learning_rate=3e-4,
         min_lr=3e-5,
         warmup_steps=1,
-        eval_interval=3,
+        eval_interval=4,
         eval_batches=1,
-        checkpoint_interval=3,
+        checkpoint_interval=2,
         weight_decay=0.0,  # adapters start at zero: decaying them only pulls back toward the base
     ),
     # SmolLM2-135M full finetuning on one GPU, per century: 32 rows x 2 accum x 1024 = 65,536 tokens per step, the
@@ -134,23 +136,13 @@ STAGE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             objective="dpo", max_steps=6, learning_rate=5e-4, min_lr=5e-5, eval_interval=3, checkpoint_interval=3
         ),
     },  # fmt: skip
-    # SmolLM2 LoRA on CPU. SFT: 2 x 256 tokens per step; a Kaleido task row is 40-120 tokens, so a row packs 2-5
-    # examples and 6 steps see ~25-60 of a century's 30-100 mixture rows. DPO: 2 pairs per step = 4 sequences of
-    # <= 128 tokens (prompt + one item), 4 steps; the pair count per century is small in the demo (often < 10).
+    # SmolLM2 LoRA on CPU. SFT: 2 x 128 tokens per step; a Kaleido task row is 40-120 tokens, so a row holds 1-3
+    # examples and 4 steps see ~10-20 of a century's 30-100 mixture rows. DPO: 2 pairs per step = 4 sequences of
+    # <= 128 tokens (prompt + one item), 3 steps; a demo century has only a handful of pairs.
     "cpu-small": {
-        "sft": dict(seq_len=256, learning_rate=2e-4, min_lr=2e-5, max_steps=6),
-        "dpo": dict(
-            objective="dpo",
-            seq_len=128,
-            batch_size=2,
-            max_steps=4,
-            learning_rate=1e-4,
-            min_lr=1e-5,
-            eval_interval=2,
-            checkpoint_interval=2,
-            val_fraction=0.2,
-        ),
-    },  # fmt: skip
+        "sft": dict(learning_rate=2e-4, min_lr=2e-5),
+        "dpo": dict(objective="dpo", max_steps=3, eval_interval=3, learning_rate=1e-4, min_lr=1e-5, val_fraction=0.2),
+    },
     # one GPU, full finetune of SmolLM2: SFT for 3 epochs at 1/5 of the pretraining lr; DPO for 1 epoch at 5e-7
     # (Zephyr's full-finetune DPO) with batch 32 pairs; both under the 1024-token cutoff
     "gpu-small": {

@@ -79,7 +79,7 @@ def test_plan_writes_the_job_and_picks_python_on_a_host_without_gpu(tmp_path, ti
     assert any("no CUDA GPU" in note for note in plan.notes)
     default = plan_finetune(TrainingSettings(), "C019", tmp_path / "x.parquet", tmp_path, n_gpus=0)
     assert TrainingSettings().max_steps is None and default.preset == "cpu-small"  # SmolLM2 is the default base
-    assert default.job.config.max_steps == 6 and default.job.config.lora_rank == 8  # LoRA on CPU
+    assert default.job.config.max_steps == 4 and default.job.config.lora_rank == 8  # LoRA on CPU
 
 
 def test_each_stage_gets_its_own_dir_preset_and_base(tmp_path, tiny_model):

@@ -129,9 +129,8 @@ def test_real_lora_steps_on_the_packaged_smollm2(smollm2_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    cfg = make_config("cpu-small", stage="sft", base_model=str(smollm2_dir), out_dir=str(tmp_path), seq_len=64,
-                      batch_size=2, max_steps=4, eval_interval=4, eval_batches=1, learning_rate=2e-3,
-                      checkpoint_interval=100)  # fmt: skip
+    cfg = make_config("cpu-small", stage="sft", base_model=str(smollm2_dir), out_dir=str(tmp_path), seq_len=48,
+                      max_steps=3, eval_interval=3, learning_rate=2e-3, checkpoint_interval=100)  # fmt: skip
     assert cfg.lora_rank == 8
     data = prepare_sft_data(SFT[:4], SFT[:2], tokenizer, cfg.seq_len, cfg.val_fraction, cfg.seed)
     result = train(cfg, data)
