@@ -110,7 +110,7 @@ def test_three_stages_chain_pretrain_sft_dpo_through_pipes(home, tiny_model):
     write_pretrain(home, "C017", VERSES)
     write_stage_tables(home)
     small = {"seq_len": 32, "batch_size": 2, "eval_interval": 1, "checkpoint_interval": 1, "eval_batches": 1}
-    training = {"base_model": str(tiny_model), "max_steps": 2, "finetune": small}
+    training = {"base_model": str(tiny_model), "preset": "cpu-tiny", "max_steps": 2, "finetune": small}
     result = materialize(training, assets=(finetuned_model, sft_model, dpo_model))
     assert result.success
     meta = {node: result.asset_materializations_for_node(node)[0].metadata for node in ("sft_model", "dpo_model")}
