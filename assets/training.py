@@ -101,7 +101,8 @@ def sft_model(
     n_train = n_val = 0
     if mixture.is_file():
         rows = pl.scan_parquet(mixture).filter(pl.col("century") == century)
-        n_train, n_val = rows.select((pl.col("split") == s).sum().alias(s) for s in ("train", "validation")).collect().row(0)
+        counts = [(pl.col("split") == split).sum().alias(split) for split in ("train", "validation")]
+        n_train, n_val = rows.select(counts).collect().row(0)
     base = _previous_model(settings, century, "sft")
     if base is None or n_train == 0:
         reason = "no earlier model" if base is None else "no sft rows"
