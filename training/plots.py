@@ -123,8 +123,8 @@ def value_trend_png(report: TrendReport, centuries: Sequence[str], max_items: in
 
 def progress_png(vectors: pl.DataFrame, report: ProgressReport, centuries: Sequence[str]) -> bytes:
     """Model trend vs data trend, one panel per value dimension: the data's score in every century with annotations
-    (grey line), each century model's score (blue dots), the base model's (dashed); averaged Follow / Predict with
-    the base baseline in the title."""
+    (grey line), each century model's score (blue dots), the base model's (dashed), points only where the dimension
+    has items; averaged Follow / Predict with the base baseline in the title."""
     import polars as pl
 
     from training.value_vectors import DIMENSION_NAMES
@@ -136,7 +136,8 @@ def progress_png(vectors: pl.DataFrame, report: ProgressReport, centuries: Seque
     for ax, dimension in zip(axes.flat, DIMENSION_NAMES, strict=False):
         rows = vectors.filter(pl.col("dimension") == dimension)
         for side, style, color, label in (("data", "s-", "tab:gray", "data"), ("model", "o", "tab:blue", "model")):
-            part = rows.filter((pl.col("side") == side) & pl.col("century").is_in(list(x))).sort("century")
+            part = rows.filter((pl.col("side") == side) & pl.col("century").is_in(list(x)) & (pl.col("n") > 0))
+            part = part.sort("century")  # a dimension without items (n = 0) has no point to show
             ax.plot([x[c] for c in part["century"]], part["score"].to_list(), style, color=color, label=label,
                     markersize=5)  # fmt: skip
         base = rows.filter(pl.col("side") == "base")
