@@ -16,7 +16,7 @@ What we choose, and why:
   zero, so they need a larger step than full finetuning's 1.5e-5. Full 8B finetuning needs ZeRO-3/FSDP sharding,
   which this DDP trainer does not do; LoRA fits one 80 GB GPU per rank.
 - The tiny random model starts from scratch, so it gets a pretraining-sized lr (2e-3) to show learning in 30 steps.
-- SmolLM2-135M on CPU (the demo's default base) trains LoRA adapters (rank 8, all linear layers: 2.4M of 137M
+- SmolLM2-135M on CPU (the demo's default base) trains LoRA adapters (rank 8, all linear layers: 2.4M of 135M
   parameters train), lr 3e-4: adapters start at zero and a handful of CPU steps must move them.
 
 Three stages per century (ProgressGym: continued pretraining, then SFT; its alignment algorithms add DPO/RLHF), each
