@@ -5,7 +5,7 @@ import dagster as dg
 from pipelines.metadata import png_metadata, preview_markdown, stage_asset, stage_metadata, table_data_version
 from pipelines.partitions import CENTURIES
 from pipelines.resources import SettingsResource
-from sources.schema import BENCHMARK, VALUE_EVAL, VALUE_TREND, empty
+from sources.schema import BENCHMARK, PROGRESS_SCORES, VALUE_EVAL, VALUE_TREND, VALUE_VECTORS, VRD_SPLIT, empty
 from sources.stats import StageStats
 from sources.storage import write_bytes_atomic
 
@@ -16,7 +16,7 @@ PROFILE_ROWS = 20
 
 @stage_asset(
     "training",
-    ["finetuned_model", "benchmark"],
+    ["dpo_model", "benchmark"],
     ("pytorch", "parquet"),
     partitioned=True,
     pool="gpu",  # the scorer loads the model like the trainer does: not beside a training run on one GPU
@@ -29,20 +29,21 @@ PROFILE_ROWS = 20
     ],
 )
 def value_eval(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
-    """Every benchmark item's valence (supports / opposes / either) as scored by this century's finetuned model with
+    """Every benchmark item's valence (supports / opposes / either) as scored by this century's latest model (DPO,
+    else SFT, else continued pretraining) with
     log-likelihoods: accuracy against the gold labels (overall and on the century's own items), majority baseline,
     confusion counts and the value profile, beside the base model's accuracy on the same items (scored once, cached).
     A century without a finetuned model writes no rows and is skipped by `value_trend`."""
     from training.base_models import resolve_base_model
     from training.evaluation import evaluate_century
-    from training.finetune import MODEL_DIR
-    from training.launch import finetuned_dir
+    from training.launch import finetuned_dir, latest_model_dir
 
     config, store, century = settings.get(), settings.store(), context.partition_key
     items = store.read("benchmark", schema=BENCHMARK)
-    model_dir = finetuned_dir(store.home, century) / MODEL_DIR
-    if not (model_dir / "config.json").is_file():
-        context.log.warning(f"{century}: no finetuned model at {model_dir}; nothing is evaluated")
+    model_dir = latest_model_dir(store.home, century)
+    if model_dir is None:
+        context.log.warning(f"{century}: no finetuned model under {finetuned_dir(store.home, century)}; nothing is "
+                            "evaluated")  # fmt: skip
         store.write("value_eval", empty(VALUE_EVAL), century)
         skipped = {"skipped": "no finetuned model"}
         return dg.MaterializeResult(
@@ -115,4 +116,62 @@ def value_trend(context: dg.AssetExecutionContext, settings: SettingsResource) -
     stats = StageStats("value_trend", n_in=report.table.height, n_out=report.table.height).check()
     return dg.MaterializeResult(
         metadata=stage_metadata(stats, path, report.table, None, extra), data_version=table_data_version(report.table)
+    )
+
+
+@stage_asset("training", ["value_eval", "vrd_splits", "benchmark"], ("pytorch", "parquet"))
+def value_vectors(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+    """One vector over the fixed value dimensions (training/value_vectors.py: DIMENSIONS) per evaluated century model
+    and for the base model, each scored from the model's own log-probabilities of supports vs opposes on the
+    held-out benchmark, and one per century of data from the teacher's annotations (`vrd_splits`)."""
+    from training.base_models import resolve_base_model
+    from training.evaluation import base_scores
+    from training.value_vectors import build_value_vectors, coverage, dimensions_markdown
+
+    config, store = settings.get(), settings.store()
+    evals = {c: store.read("value_eval", c, schema=VALUE_EVAL) for c in store.partitions("value_eval")}
+    items = store.read("benchmark", schema=BENCHMARK, missing_ok=True)
+    base = None
+    if any(frame.height for frame in evals.values()) and items.height:  # the base only matters beside a model
+        base_dir = resolve_base_model(config.training.base_model, store.home / "models")
+        base = base_scores(base_dir, items, cache_dir=store.home / "models" / "eval")  # cached by value_eval
+    annotations = store.read("vrd_splits", schema=VRD_SPLIT, missing_ok=True)
+    table = build_value_vectors(evals, base, annotations)
+    path = store.write("value_vectors", table)
+    extra = {
+        "dimensions": dg.MetadataValue.md(dimensions_markdown()),
+        "benchmark_coverage": coverage(items["text"].to_list()),
+        "annotation_coverage": coverage(annotations["text"].to_list()),
+        "model_centuries": sorted(c for c, frame in evals.items() if frame.height),
+    }
+    stats = StageStats("value_vectors", n_in=table.height, n_out=table.height).check()
+    return dg.MaterializeResult(
+        metadata=stage_metadata(stats, path, table, ["side", "century", "dimension", "score", "n"], extra),
+        data_version=table_data_version(table),
+    )
+
+
+@stage_asset("training", ["value_vectors"], ("polars", "parquet", "matplotlib"))
+def progress_scores(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+    """ProgressGym-style scores: Follow = cosine(model vector of century c, data vector of c), Predict = cosine(model
+    of c, data of the next century), per evaluated century and averaged, beside the base model's as the baseline;
+    with a plot of the model trend against the data trend per value dimension."""
+    from training.plots import progress_png
+    from training.value_vectors import progress_scores as score
+
+    store = settings.store()
+    vectors = store.read("value_vectors", schema=VALUE_VECTORS, missing_ok=True)
+    report = score(vectors, CENTURIES)
+    path = store.write("progress_scores", report.per_century)
+    png = progress_png(vectors, report, CENTURIES)
+    plot_path = write_bytes_atomic(store.home / "reports" / "progress_scores.png", png)
+    extra = {
+        **{name: value for name, value in report.summary().items() if value is not None},
+        "plot": png_metadata(png),
+        "plot_path": dg.MetadataValue.path(str(plot_path)),
+    }
+    stats = StageStats("progress_scores", n_in=report.per_century.height, n_out=report.per_century.height).check()
+    return dg.MaterializeResult(
+        metadata=stage_metadata(stats, path, report.per_century, list(PROGRESS_SCORES), extra),
+        data_version=table_data_version(report.per_century),
     )

@@ -13,7 +13,7 @@ import os
 
 import dagster as dg
 
-GPU_STEPS = ("finetuned_model",)
+GPU_STEPS = ("finetuned_model", "sft_model", "dpo_model")  # [issue 17] the three training stages
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 
 # per-step Kubernetes config for GPU steps: a GPU node, one GPU, and room for the model

@@ -309,6 +309,27 @@ VALUE_TREND_MODEL = {
     "data_either": pl.Float64,
 }
 
+# [issue 17] value_vectors: one vector per model century ('model'), the base model ('base', century null) and per
+# century of data ('data'), over training/value_vectors.py: DIMENSIONS; score in [-1, 1], n = items behind it
+VALUE_VECTORS = {
+    "side": pl.String,
+    "century": pl.String,
+    "dimension": pl.String,
+    "score": pl.Float64,
+    "n": pl.Int64,
+}
+
+# [issue 17] progress_scores: ProgressGym-style Follow (model of c vs data of c) and Predict (vs data of the next
+# century) per evaluated century, with the base model's scores as the baseline; null where a side lacks a vector
+PROGRESS_SCORES = {
+    "century": pl.String,
+    "next_century": pl.String,
+    "follow": pl.Float64,
+    "predict": pl.Float64,
+    "base_follow": pl.Float64,
+    "base_predict": pl.Float64,
+}
+
 # failed Dagster runs, recorded by the run-failure sensor (pipelines/sensors.py) into the `run_failures` table
 RUN_FAILURES = {
     "failed_at": pl.String,

@@ -190,7 +190,9 @@ class PublishSettings(Section):
 class TrainingSettings(Section):
     """Per-century finetuning (training/finetune.py); presets and their arithmetic live in training/presets.py."""
 
-    base_model: str = Field("tiny", description="'tiny', 'smollm2' or a local HF model dir")
+    base_model: str = Field(
+        "smollm2", description="'smollm2' (packaged SmolLM2-135M-Instruct), a local HF model dir, or 'tiny' (tests)"
+    )
     max_steps: int | None = Field(
         None, description="optimizer steps; None = the preset's (cpu-tiny: 30; GPU presets: epochs x steps per epoch)"
     )
@@ -208,6 +210,10 @@ class TrainingSettings(Section):
     accelerate_config: str = Field(
         "deploy/accelerate/multi_gpu.yaml",
         description="accelerate config file (relative to the repo root or absolute)",
+    )
+    # [issue 17] per-stage FinetuneConfig overrides, applied after `finetune` and `max_steps`
+    stage_finetune: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description='per stage (pretrain, sft, dpo) overrides, e.g. {"dpo": {"max_steps": 8}}'
     )
 
 

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,12 +32,14 @@ import torch.nn.functional as F
 
 from sources.storage import atomic_path
 from training.base_models import DEFAULT_MAX_CPU_PARAMS, check_device_allows, model_summary
-from training.data import TokenRows, TrainData, batch_index, eval_batches, trim
+from training.data import PairRows, TokenRows, TrainData, batch_index, eval_batches, grouped_batch_index, trim
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "ckpt.pt"
 MODEL_DIR = "model"
+ADAPTER_DIR = "adapter"  # the LoRA adapter alone (peft format), beside the merged model
+OBJECTIVES = ("lm", "dpo")
 CHECKPOINT_FORMAT = 1
 
 
@@ -85,6 +87,10 @@ class FinetuneConfig:
     peak_flops: float | None = None  # per-device peak for MFU; None = looked up from the GPU name
     max_cpu_params: int = DEFAULT_MAX_CPU_PARAMS  # refuse to train anything bigger without a GPU
     seed: int = 1337
+    # objective
+    objective: str = "lm"  # 'lm' = next-token loss on the rows' targets (pretraining, SFT); 'dpo' = preference pairs
+    dpo_beta: float = 0.1  # DPO's KL strength (Rafailov et al. 2023 and TRL's default): higher stays nearer the ref
+    length_grouped: bool = False  # batches of similar-length rows (the padded baseline in benchmarks/train.py)
 
 
 # fields that may change between a checkpoint and its resumption without breaking it
@@ -178,21 +184,98 @@ def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, 
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction=reduction)
 
 
+class LanguageModelLoss:
+    """Next-token cross-entropy on each row's target tokens: every real token (pretraining) or the completion (SFT)."""
+
+    def __call__(self, model: torch.nn.Module, batch: TokenRows) -> torch.Tensor:
+        return causal_lm_loss(model(input_ids=batch.ids).logits, batch.ids, batch.targets)
+
+    def sums(self, model: torch.nn.Module, batch: TokenRows) -> tuple[float, int]:
+        """(summed loss, target count) for a per-token mean across batches."""
+        loss = causal_lm_loss(model(input_ids=batch.ids).logits, batch.ids, batch.targets, reduction="sum")
+        return float(loss), int(batch.targets[:, 1:].sum())
+
+
+def sequence_logps(logits: torch.Tensor, rows: TokenRows) -> torch.Tensor:
+    """(B,) summed log-probability of each row's target tokens (the completion) under `logits` (B, T, V)."""
+    nll = causal_lm_loss(logits, rows.ids, rows.targets, reduction="none").view(rows.ids.shape)  # (B, T)
+    return -nll.sum(dim=1)
+
+
+def stack_pairs(pairs: PairRows) -> TokenRows:
+    """Chosen rows then rejected rows in one right-padded batch, so the policy needs one forward pass (DDP-safe)."""
+    width = max(pairs.chosen.ids.shape[1], pairs.rejected.ids.shape[1])
+
+    def widen(tensor: torch.Tensor) -> torch.Tensor:
+        return F.pad(tensor, (0, width - tensor.shape[1]), value=0)
+
+    parts = (pairs.chosen, pairs.rejected)
+    return TokenRows(
+        torch.cat([widen(p.ids) for p in parts]),
+        torch.cat([widen(p.mask) for p in parts]),
+        torch.cat([widen(p.targets) for p in parts]),
+    )
+
+
+class DPOLoss:
+    """Direct Preference Optimization (Rafailov et al. 2023): -log σ(β·[(π_c − ref_c) − (π_r − ref_r)]) per pair,
+    with π and ref the summed completion log-probs of the policy and the frozen reference. With LoRA the reference is
+    the same model with its adapters switched off (as TRL does for PEFT models); otherwise a frozen copy."""
+
+    def __init__(self, beta: float, reference: Callable[[], AbstractContextManager] | torch.nn.Module):
+        self.beta = beta
+        self.reference = reference
+
+    def _reference_logps(self, policy: torch.nn.Module, batch: TokenRows) -> torch.Tensor:
+        with torch.no_grad():
+            if isinstance(self.reference, torch.nn.Module):
+                return sequence_logps(self.reference(input_ids=batch.ids).logits, batch)
+            with self.reference():
+                return sequence_logps(policy(input_ids=batch.ids).logits, batch)
+
+    def pair_losses(self, model: torch.nn.Module, pairs: PairRows, reference_model=None) -> torch.Tensor:
+        """(n_pairs,) DPO losses; `reference_model` is the unwrapped model (the reference pass needs no DDP)."""
+        batch = stack_pairs(pairs)
+        n = len(pairs)
+        policy = sequence_logps(model(input_ids=batch.ids).logits, batch)
+        reference = self._reference_logps(reference_model or model, batch)
+        margin = (policy[:n] - reference[:n]) - (policy[n:] - reference[n:])
+        return -F.logsigmoid(self.beta * margin)
+
+    def __call__(self, model: torch.nn.Module, batch: PairRows, reference_model=None) -> torch.Tensor:
+        return self.pair_losses(model, batch, reference_model).mean()
+
+    def sums(self, model: torch.nn.Module, batch: PairRows) -> tuple[float, int]:
+        return float(self.pair_losses(model, batch).sum()), len(batch)
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: Iterable[TokenRows], autocast=None) -> float:
-    """Mean next-token loss per real token over `batches`, in eval mode; the model's train mode is restored."""
+def evaluate(model: torch.nn.Module, batches: Iterable[TokenRows | PairRows], autocast=None, objective=None) -> float:
+    """Mean loss over `batches` (per target token for LM, per pair for DPO), in eval mode; train mode is restored."""
+    objective = objective or LanguageModelLoss()
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for batch in batches:
-        ids, mask = batch.ids.to(device), batch.mask.to(device)
         with autocast or nullcontext():
-            logits = model(input_ids=ids).logits
-        total += float(causal_lm_loss(logits, ids, mask, reduction="sum"))
-        count += int(mask[:, 1:].sum())
+            batch_total, batch_count = objective.sums(model, batch.to(device))
+        total, count = total + batch_total, count + batch_count
     model.train(was_training)
     return total / max(count, 1)
+
+
+def make_objective(cfg: FinetuneConfig, model: torch.nn.Module, rt: Runtime) -> LanguageModelLoss | DPOLoss:
+    """The loss for `cfg.objective`; DPO gets its reference here (adapters off with LoRA, else a frozen copy)."""
+    if cfg.objective == "lm":
+        return LanguageModelLoss()
+    if cfg.objective != "dpo":
+        raise ValueError(f"unknown objective {cfg.objective!r}; choose one of {OBJECTIVES}")
+    if cfg.lora_rank > 0:
+        return DPOLoss(cfg.dpo_beta, model.disable_adapter)
+    reference = load_model(dataclasses.replace(cfg, gradient_checkpointing=False), rt).eval()
+    reference.requires_grad_(False)
+    return DPOLoss(cfg.dpo_beta, reference)
 
 
 def train(cfg: FinetuneConfig, data: TrainData, on_log: Callable[[dict], None] | None = None) -> TrainResult:
@@ -262,6 +345,7 @@ def train(cfg: FinetuneConfig, data: TrainData, on_log: Callable[[dict], None] |
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    objective = make_objective(cfg, raw_model, rt)
     peak = cfg.peak_flops or peak_flops_for(rt.device)
     flops_per_token = flops_per_token_of(n_params, summary, cfg.seq_len, lora=cfg.lora_rank > 0)
 
@@ -278,7 +362,8 @@ def train(cfg: FinetuneConfig, data: TrainData, on_log: Callable[[dict], None] |
         # 2. periodic evaluation and checkpoint (rank 0 writes)
         evaluated = bool(val_history) and val_history[-1]["step"] == step  # a resumed run has this one already
         if (step % cfg.eval_interval == 0 or step == cfg.max_steps) and not evaluated:
-            val_loss = evaluate(raw_model, eval_batches(data.val, cfg.batch_size, cfg.eval_batches), rt.autocast)
+            batches = eval_batches(data.val, cfg.batch_size, cfg.eval_batches)
+            val_loss = evaluate(raw_model, batches, rt.autocast, objective)
             best_val_loss = min(best_val_loss, val_loss)
             val_history.append({"step": step, "val_loss": val_loss})
             if rt.is_main:
@@ -296,14 +381,20 @@ def train(cfg: FinetuneConfig, data: TrainData, on_log: Callable[[dict], None] |
         step_tokens = 0
         for micro in range(cfg.grad_accum):
             position = ((step * cfg.grad_accum + micro) * rt.world + rt.rank) * cfg.batch_size
-            batch = trim(data.train.take(batch_index(position, cfg.batch_size, len(data.train), cfg.seed)))
-            ids, mask = batch.ids.to(rt.device, non_blocking=True), batch.mask.to(rt.device, non_blocking=True)
+            if cfg.length_grouped:
+                index = grouped_batch_index(position, cfg.batch_size, data.train.mask.sum(dim=1), cfg.seed)
+            else:
+                index = batch_index(position, cfg.batch_size, len(data.train), cfg.seed)
+            batch = trim(data.train.take(index))
+            batch = batch.to(rt.device)
             if rt.world > 1:  # all-reduce gradients only on the last micro-batch
                 model.require_backward_grad_sync = micro == cfg.grad_accum - 1
             with rt.autocast:
                 # right padding only: real tokens never attend to a pad, so no attention mask is needed
-                logits = model(input_ids=ids).logits
-                loss = causal_lm_loss(logits, ids, mask) / cfg.grad_accum
+                if isinstance(objective, DPOLoss):
+                    loss = objective(model, batch, reference_model=raw_model) / cfg.grad_accum
+                else:
+                    loss = objective(model, batch) / cfg.grad_accum
             loss.backward()
             loss_sum += loss.detach()
             step_tokens += batch.n_tokens * rt.world
@@ -468,18 +559,31 @@ def export_model(model: torch.nn.Module, cfg: FinetuneConfig, out_dir: Path) -> 
     from transformers import AutoTokenizer
 
     target = out_dir / MODEL_DIR
+    if cfg.lora_rank > 0:
+        _save_dir(out_dir, ADAPTER_DIR, model.save_pretrained)  # the adapter alone, loadable onto the base
     to_save = model.merge_and_unload() if cfg.lora_rank > 0 else model
     to_save.config.use_cache = True
-    tmp = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIR}.", dir=out_dir))
-    try:
+
+    def save(tmp: Path) -> None:
         to_save.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(cfg.base_model).save_pretrained(tmp)
+
+    _save_dir(out_dir, MODEL_DIR, save)
+    logger.info("model -> %s", target)
+    return target
+
+
+def _save_dir(out_dir: Path, name: str, save: Callable[[Path], None]) -> Path:
+    """Write a directory through `save(tmp)` and rename it over out_dir/name."""
+    target = out_dir / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
+    try:
+        save(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("model -> %s", target)
     return target
 
 
@@ -537,7 +641,8 @@ def _norm(value):
 
 def _remove_stale_temp_files(out_dir: Path) -> None:
     """A run killed mid-write leaves `.ckpt.pt.*.tmp` / `.model.*` behind; the renamed files are intact."""
-    for stale in [*out_dir.glob(f".{CHECKPOINT}.*.tmp"), *out_dir.glob(f".{MODEL_DIR}.*")]:
+    stale_dirs = [*out_dir.glob(f".{MODEL_DIR}.*"), *out_dir.glob(f".{ADAPTER_DIR}.*")]
+    for stale in [*out_dir.glob(f".{CHECKPOINT}.*.tmp"), *stale_dirs]:
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:

@@ -31,7 +31,7 @@ from sources.settings import TrainingSettings
 from sources.storage import write_text_atomic
 from training.base_models import check_device_allows, count_params
 from training.finetune import FinetuneConfig, TrainResult
-from training.presets import CPU_PRESETS, make_config, preset_name_for
+from training.presets import CPU_PRESETS, STAGES, make_config, preset_name_for
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,12 @@ class FinetuneJob:
     """Everything the trainer process needs, as one JSON file beside the checkpoint."""
 
     config: FinetuneConfig
-    data: str  # parquet file with a text column (a `pretrain_corpus` partition)
+    data: str  # parquet: a `pretrain_corpus` partition (pretrain), `sft_mixture` (sft) or `preference_pairs` (dpo)
     models_dir: str  # where 'tiny' / 'smollm2' resolve to local HF dirs
     text_column: str = "text"
     label: str = ""  # e.g. the century, for log lines
+    stage: str = "pretrain"  # pretrain | sft | dpo (training/presets.py: STAGES)
+    century: str | None = None  # sft / dpo: the rows of this century only (their tables hold every century)
 
     def write(self, path: Path) -> Path:
         payload = {**dataclasses.asdict(self), "config": dataclasses.asdict(self.config)}
@@ -102,14 +104,51 @@ def finetuned_dir(home: Path, century: str) -> Path:
     return Path(home) / "models" / "finetuned" / century
 
 
+def stage_dir(home: Path, century: str, stage: str) -> Path:
+    """A stage's run dir: continued pretraining in the century's dir, SFT and DPO in sub-dirs of it."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+    root = finetuned_dir(home, century)
+    return root if stage == "pretrain" else root / stage
+
+
+def latest_model_dir(home: Path, century: str, stage: str = "dpo", inclusive: bool = True) -> Path | None:
+    """The century's most advanced exported model up to `stage` (before it when not `inclusive`), or None."""
+    from training.finetune import MODEL_DIR
+
+    last = STAGES.index(stage) + (1 if inclusive else 0)
+    for earlier in reversed(STAGES[:last]):
+        model_dir = stage_dir(home, century, earlier) / MODEL_DIR
+        if (model_dir / "config.json").is_file():
+            return model_dir
+    return None
+
+
+def drop_stage_model(home: Path, century: str, stage: str) -> bool:
+    """Remove a stage's exported model (a stage skipped on this build must not leave last build's behind)."""
+    import shutil
+
+    from training.finetune import MODEL_DIR
+
+    model_dir = stage_dir(home, century, stage) / MODEL_DIR
+    if not model_dir.exists():
+        return False
+    shutil.rmtree(model_dir)
+    return True
+
+
 def plan_finetune(
-    settings: TrainingSettings, century: str, data_path: Path, home: Path, n_gpus: int | None = None
-) -> LaunchPlan:
-    """Choose preset and launcher for one century, refuse a too-large CPU run, and write the job file."""
+    settings: TrainingSettings, century: str, data_path: Path, home: Path, n_gpus: int | None = None,
+    stage: str = "pretrain", base_model: str | None = None,
+) -> LaunchPlan:  # fmt: skip
+    """Choose preset and launcher for one century's stage, refuse a too-large CPU run, and write the job file.
+
+    SFT and DPO start from the previous stage's model (`base_model`, a local dir); the preset is still chosen by
+    `settings.base_model`, so a tiny-model run keeps the tiny preset through all three stages."""
     n_gpus = gpu_count() if n_gpus is None else n_gpus
     models_dir = Path(home) / "models"
-    out_dir = finetuned_dir(home, century)
-    base_model = settings.base_model
+    out_dir = stage_dir(home, century, stage)
+    base_model = base_model or settings.base_model
     notes: list[str] = []
     if n_gpus == 0:
         # the refusal happens here, before any process starts; the trainer checks again on its own
@@ -120,25 +159,33 @@ def plan_finetune(
         )
     else:
         n_params = count_params(base_model)
-    preset = settings.preset if settings.preset != "auto" else preset_name_for(base_model, n_params, n_gpus > 0)
+    preset = settings.preset
+    if preset == "auto":
+        preset = preset_name_for(settings.base_model, n_params, n_gpus > 0)
     if n_gpus > 0 and preset in CPU_PRESETS:
         notes.append(f"preset {preset!r} is a CPU preset; it runs on the GPU unchanged")
     config = make_config(
         preset,
+        stage=stage,
         **{
             **settings.finetune,
+            "max_steps": settings.max_steps,
+            **settings.stage_finetune.get(stage, {}),
             "base_model": base_model,
             "out_dir": str(out_dir),
-            "max_steps": settings.max_steps,
             "seed": settings.seed,
             "resume": settings.resume,
             "max_cpu_params": settings.max_cpu_params,
         },
     )
-    job = FinetuneJob(config=config, data=str(data_path), models_dir=str(models_dir), label=century)
+    job = FinetuneJob(
+        config=config, data=str(data_path), models_dir=str(models_dir), label=f"{century} {stage}", stage=stage,
+        century=century if stage != "pretrain" else None,
+    )  # fmt: skip
     job_path = job.write(out_dir / JOB_FILE)
     command = launch_command(job_path, settings, n_gpus)
-    notes.append(f"preset {preset!r}, {'accelerate launch' if 'accelerate' in ' '.join(command) else 'python'}")
+    launcher = "accelerate launch" if "accelerate" in " ".join(command) else "python"
+    notes.append(f"{stage}: preset {preset!r}, {config.max_steps} steps, {launcher}")
     return LaunchPlan(command, job, job_path, out_dir, preset, n_params, n_gpus, notes)
 
 
@@ -169,20 +216,33 @@ def read_texts(path: str | Path, column: str = "text") -> list[str]:
     return [text for text in frame[column].to_list() if text]
 
 
-def run_job(job: FinetuneJob, on_log: Callable[[dict], None] | None = None) -> TrainResult:
-    """Refuse early if needed, resolve the base model, tokenize and pack the century's text, train."""
-    import torch
-    from transformers import AutoTokenizer
+def read_stage_rows(job: FinetuneJob) -> tuple[list[tuple], list[tuple]]:
+    """SFT: (input, output) of the century's train and validation rows; DPO: (prompt, chosen, rejected) triples."""
+    import polars as pl
 
-    from training.base_models import resolve_base_model
-    from training.data import prepare_data, sample_texts
-    from training.finetune import train
+    frame = pl.read_parquet(job.data)
+    if job.century is not None:
+        frame = frame.filter(pl.col("century") == job.century)
+    if job.stage == "sft":
+        columns = ["input", "output"]
+        return (
+            frame.filter(pl.col("split") == "train").select(columns).rows(),
+            frame.filter(pl.col("split") == "validation").select(columns).rows(),
+        )
+    return frame.select("prompt", "chosen", "rejected").rows(), []
 
-    cfg = job.config
-    cuda = torch.cuda.is_available() and cfg.device != "cpu"
-    check_device_allows(cfg.base_model, cuda, cfg.max_cpu_params)  # before a byte of weights is read
-    base_dir = resolve_base_model(cfg.base_model, Path(job.models_dir))
-    cfg = dataclasses.replace(cfg, base_model=str(base_dir))
+
+def prepare_job_data(job: FinetuneJob, cfg: FinetuneConfig, tokenizer):
+    """The stage's TrainData: packed century text (pretrain), packed prompt + completion (sft), pairs (dpo)."""
+    from training.data import prepare_data, prepare_dpo_data, prepare_sft_data, sample_texts
+
+    if job.stage in ("sft", "dpo"):
+        train_rows, val_rows = read_stage_rows(job)
+        if not train_rows:
+            raise ValueError(f"{job.data} has no {job.stage} rows for {job.century}")
+        if job.stage == "sft":
+            return prepare_sft_data(train_rows, val_rows, tokenizer, cfg.seq_len, cfg.val_fraction, cfg.seed)
+        return prepare_dpo_data(train_rows, tokenizer, cfg.seq_len, cfg.val_fraction, cfg.seed)
     texts = read_texts(job.data, job.text_column)
     if not texts:
         raise ValueError(f"{job.data} has no text to train on")
@@ -190,8 +250,24 @@ def run_job(job: FinetuneJob, on_log: Callable[[dict], None] | None = None) -> T
     texts = sample_texts(texts, cfg.max_chars, cfg.seed)
     if cfg.max_chars is not None and n_chars > cfg.max_chars:
         logger.info("training on a %s-char sample of %s chars (max_chars)", f"{cfg.max_chars:,}", f"{n_chars:,}")
+    return prepare_data(texts, tokenizer, cfg.seq_len, cfg.val_fraction, cfg.seed, packing=cfg.packing)
+
+
+def run_job(job: FinetuneJob, on_log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Refuse early if needed, resolve the base model, tokenize and pack the stage's data, train."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from training.base_models import resolve_base_model
+    from training.finetune import train
+
+    cfg = job.config
+    cuda = torch.cuda.is_available() and cfg.device != "cpu"
+    check_device_allows(cfg.base_model, cuda, cfg.max_cpu_params)  # before a byte of weights is read
+    base_dir = resolve_base_model(cfg.base_model, Path(job.models_dir))
+    cfg = dataclasses.replace(cfg, base_model=str(base_dir))
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    data = prepare_data(texts, tokenizer, cfg.seq_len, cfg.val_fraction, cfg.seed, packing=cfg.packing)
+    data = prepare_job_data(job, cfg, tokenizer)
     logger.info("%s: %d documents -> %d train rows, %d val rows of %d tokens", job.label or job.data, data.n_docs,
                 len(data.train), len(data.val), cfg.seq_len)  # fmt: skip
     return train(cfg, data, on_log=on_log)

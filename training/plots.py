@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from training.evaluation import TrendReport
+    from training.value_vectors import ProgressReport
 
 
 def _pyplot():
@@ -115,4 +118,48 @@ def value_trend_png(report: TrendReport, centuries: Sequence[str], max_items: in
     if not labels:
         cos.text(0.5, 0.5, "needs two evaluated centuries", ha="center", va="center", transform=cos.transAxes)
     cos.legend(fontsize=8)
+    return _png(fig)
+
+
+def progress_png(vectors: pl.DataFrame, report: ProgressReport, centuries: Sequence[str]) -> bytes:
+    """Model trend vs data trend, one panel per value dimension: the data's score in every century with annotations
+    (grey line), each century model's score (blue dots), the base model's (dashed), points only where the dimension
+    has items; averaged Follow / Predict with the base baseline in the title."""
+    import polars as pl
+
+    from training.value_vectors import DIMENSION_NAMES
+
+    n_cols = 4
+    n_rows = -(-len(DIMENSION_NAMES) // n_cols)
+    fig, axes = _pyplot().subplots(n_rows, n_cols, figsize=(14, 2.4 * n_rows), dpi=100, sharex=True, sharey=True)
+    x = {century: i for i, century in enumerate(centuries)}
+    for ax, dimension in zip(axes.flat, DIMENSION_NAMES, strict=False):
+        rows = vectors.filter(pl.col("dimension") == dimension)
+        for side, style, color, label in (("data", "s-", "tab:gray", "data"), ("model", "o", "tab:blue", "model")):
+            part = rows.filter((pl.col("side") == side) & pl.col("century").is_in(list(x)) & (pl.col("n") > 0))
+            part = part.sort("century")  # a dimension without items (n = 0) has no point to show
+            ax.plot([x[c] for c in part["century"]], part["score"].to_list(), style, color=color, label=label,
+                    markersize=5)  # fmt: skip
+        base = rows.filter(pl.col("side") == "base")
+        if base.height:
+            ax.axhline(base["score"][0], linestyle="--", color="tab:orange", linewidth=1, label="base")
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_title(dimension, fontsize=9)
+        ax.set_ylim(-1.05, 1.05)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(DIMENSION_NAMES) :]:
+        ax.set_axis_off()
+    for ax in axes[-1]:
+        ax.set_xticks(range(len(centuries)), centuries, fontsize=7, rotation=45)
+    axes.flat[0].legend(fontsize=7)
+    fig.supylabel("P(supports) - P(opposes)  /  share supports - opposes", fontsize=9)
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    fig.suptitle(
+        f"Follow {fmt(report.follow)} (base {fmt(report.base_follow)})   "
+        f"Predict {fmt(report.predict)} (base {fmt(report.base_predict)})",
+        fontsize=11,
+    )
     return _png(fig)

@@ -16,6 +16,16 @@ What we choose, and why:
   zero, so they need a larger step than full finetuning's 1.5e-5. Full 8B finetuning needs ZeRO-3/FSDP sharding,
   which this DDP trainer does not do; LoRA fits one 80 GB GPU per rank.
 - The tiny random model starts from scratch, so it gets a pretraining-sized lr (2e-3) to show learning in 30 steps.
+- SmolLM2-135M on CPU (the demo's default base) trains LoRA adapters (rank 8, all linear layers: 2.4M of 135M
+  parameters train), lr 3e-4: adapters start at zero and a handful of CPU steps must move them.
+
+Three stages per century (ProgressGym: continued pretraining, then SFT; its alignment algorithms add DPO/RLHF), each
+starting from the previous stage's exported model. `STAGE_PRESETS[preset][stage]` overrides the preset per stage:
+- sft: the century's `sft_mixture` rows (Kaleido's four tasks) as prompt + completion, loss on the completion only,
+  packed; a lower lr than continued pretraining (the model already knows the text, SFT teaches a format).
+- dpo: the century's `preference_pairs` (kept item vs a filtered one), objective 'dpo' with beta 0.1 (the DPO
+  paper's and TRL's default); lrs an order of magnitude under SFT's (Zephyr's full-finetune DPO used 5e-7), since
+  DPO pushes log-ratios without a target and overshoots quickly.
 """
 
 from __future__ import annotations
@@ -60,21 +70,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         checkpoint_interval=10,
         weight_decay=0.0,
     ),
-    # SmolLM2-135M (or any model under training.max_cpu_params) on CPU: a smoke run, not a real finetune.
-    # 2 rows x 256 tokens = 512 tokens per step = 6 x 135M x 512 = 0.41 TFLOP per step: ~8 s at the ~50 GFLOP/s two
-    # cores sustain (we measured 15-55 s per 1,024-token step on a shared, loaded 2-core box), so 10 steps take
-    # a minute or two. 10 steps x 512 = 5,120 tokens ~ 20k chars: a 40k-char sample leaves room for validation rows.
+    # SmolLM2-135M (or any model under training.max_cpu_params) on CPU with LoRA: a demo-sized run, not a real
+    # finetune. 2 rows x 128 tokens = 256 tokens per step; LoRA needs ~4 x 135M x 256 = 0.14 TFLOP per step (no
+    # weight gradients for the frozen base) plus the 49k-word output layer: 3-6 s per step on two idle cores (we
+    # measured 30 CPU-seconds per step on a box loaded 7x over). Per stage: the trainer process imports torch (~10 s),
+    # loads the model (~3 s), trains 4 steps, evaluates one batch at steps 0 and 4 and writes the merged model
+    # (~5 s, 540 MB float32): ~35-45 s; three stages x two demo centuries ~4 min. 4 x 256 = 1,024 tokens ~ 4k chars:
+    # an 8k-char sample of the century leaves room for validation rows.
     "cpu-small": dict(
-        seq_len=256,
-        max_chars=40_000,
+        seq_len=128,
+        max_chars=8_000,
         batch_size=2,
-        max_steps=10,
-        learning_rate=5e-5,
-        min_lr=5e-6,
-        warmup_steps=2,
-        eval_interval=5,
-        eval_batches=2,
-        checkpoint_interval=5,
+        max_steps=4,
+        lora_rank=8,
+        lora_alpha=16,  # scale alpha/rank = 2, as at rank 16 / alpha 32
+        learning_rate=3e-4,
+        min_lr=3e-5,
+        warmup_steps=1,
+        eval_interval=4,
+        eval_batches=1,
+        checkpoint_interval=2,
+        weight_decay=0.0,  # adapters start at zero: decaying them only pulls back toward the base
     ),
     # SmolLM2-135M full finetuning on one GPU, per century: 32 rows x 2 accum x 1024 = 65,536 tokens per step, the
     # same tokens per step as ProgressGym's 8 GPUs x 8 rows x 1024. 4 epochs (ProgressGym), capped at 500M tokens
@@ -110,6 +126,55 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
+STAGES = ("pretrain", "sft", "dpo")
+
+STAGE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # tiny: plumbing only (a random model has nothing to align); the same lr, fewer steps
+    "cpu-tiny": {
+        "sft": dict(max_steps=10, eval_interval=5, checkpoint_interval=5),
+        "dpo": dict(
+            objective="dpo", max_steps=6, learning_rate=5e-4, min_lr=5e-5, eval_interval=3, checkpoint_interval=3
+        ),
+    },  # fmt: skip
+    # SmolLM2 LoRA on CPU. SFT: 2 x 128 tokens per step; a Kaleido task row is 40-120 tokens, so a row holds 1-3
+    # examples and 4 steps see ~10-20 of a century's 30-100 mixture rows. DPO: 2 pairs per step = 4 sequences of
+    # <= 128 tokens (prompt + one item), 3 steps; a demo century has only a handful of pairs.
+    "cpu-small": {
+        "sft": dict(learning_rate=2e-4, min_lr=2e-5),
+        "dpo": dict(objective="dpo", max_steps=3, eval_interval=3, learning_rate=1e-4, min_lr=1e-5, val_fraction=0.2),
+    },
+    # one GPU, full finetune of SmolLM2: SFT for 3 epochs at 1/5 of the pretraining lr; DPO for 1 epoch at 5e-7
+    # (Zephyr's full-finetune DPO) with batch 32 pairs; both under the 1024-token cutoff
+    "gpu-small": {
+        "sft": dict(epochs=3.0, learning_rate=2e-5, min_lr=2e-6, max_train_tokens=None),
+        "dpo": dict(
+            objective="dpo",
+            epochs=1.0,
+            batch_size=16,
+            grad_accum=2,
+            learning_rate=5e-7,
+            min_lr=5e-8,
+            warmup_steps=10,
+            max_train_tokens=None,
+        ),
+    },  # fmt: skip
+    # 7-8B LoRA: SFT at half the continued-pretraining lr; DPO at 5e-6, ten times the full-finetune rate since
+    # only the adapters move (and the reference is the same weights with adapters off: no second 16 GB copy)
+    "gpu-lora": {
+        "sft": dict(epochs=3.0, learning_rate=1e-4, min_lr=1e-5, max_train_tokens=None),
+        "dpo": dict(
+            objective="dpo",
+            epochs=1.0,
+            batch_size=4,
+            grad_accum=8,
+            learning_rate=5e-6,
+            min_lr=5e-7,
+            warmup_steps=10,
+            max_train_tokens=None,
+        ),
+    },  # fmt: skip
+}
+
 # a full-finetuning model above this many parameters gets the LoRA preset on GPU (DDP replicates AdamW state:
 # ~16 bytes per parameter, so 1.5B params is ~24 GB before activations)
 LORA_ABOVE_PARAMS = 1_500_000_000
@@ -124,12 +189,16 @@ def preset_name_for(base_model: str, n_params: int, gpu: bool) -> str:
     return "gpu-lora" if n_params > LORA_ABOVE_PARAMS else "gpu-small"
 
 
-def make_config(preset: str, **overrides: Any) -> FinetuneConfig:
-    """FinetuneConfig from a preset plus overrides (None values are ignored; unknown names raise)."""
+def make_config(preset: str, stage: str = "pretrain", **overrides: Any) -> FinetuneConfig:
+    """FinetuneConfig from a preset, its stage overrides, then `overrides` (None values are ignored; unknown names
+    raise)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
     fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    staged = STAGE_PRESETS.get(preset, {}).get(stage, {})
+    values = {**PRESETS[preset], **staged, **{k: v for k, v in overrides.items() if v is not None}}
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(f"unknown finetuning settings {unknown}; FinetuneConfig has {sorted(fields)}")

@@ -64,12 +64,38 @@ def continuation_logprobs(
     return scores
 
 
+@torch.no_grad()
+def next_token_logprobs(
+    model: torch.nn.Module, contexts: Sequence[Sequence[int]], tokens: Sequence[int], batch_size: int = 16
+) -> torch.Tensor:
+    """(n_contexts, n_tokens) log p(token | context) from one forward pass per context (eval mode, restored)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for start in range(0, len(contexts), batch_size):
+        batch = contexts[start : start + batch_size]
+        ids = torch.zeros((len(batch), max(len(ctx) for ctx in batch)), dtype=torch.long)  # right padding
+        for row, ctx in enumerate(batch):
+            ids[row, : len(ctx)] = torch.tensor(ctx, dtype=torch.long)
+        logits = model(input_ids=ids.to(device)).logits  # (B, T, V)
+        last = torch.tensor([len(ctx) - 1 for ctx in batch], device=device)
+        logprobs = logits[torch.arange(len(batch), device=device), last].float().log_softmax(dim=-1)  # (B, V)
+        rows.append(logprobs[:, list(tokens)].double().cpu())
+    model.train(was_training)
+    return torch.cat(rows) if rows else torch.zeros((0, len(tokens)), dtype=torch.float64)
+
+
 def choice_logprobs(
     model: torch.nn.Module, tokenizer, prompts: Sequence[str], choices: Sequence[str], batch_size: int = 16
 ) -> torch.Tensor:
-    """(n_prompts, n_choices) log-likelihoods of each choice string after each prompt."""
+    """(n_prompts, n_choices) log-likelihoods of each choice string after each prompt. When every choice is one
+    token (SmolLM2 reads " supports", " opposes", " either" as one token each) one forward pass per prompt scores
+    all of them; otherwise each (prompt, choice) pair is scored on its own."""
     prompt_ids = [tokenizer(prompt)["input_ids"] for prompt in prompts]
     choice_ids = [tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
+    if all(len(ids) == 1 for ids in choice_ids):
+        return next_token_logprobs(model, prompt_ids, [ids[0] for ids in choice_ids], batch_size)
     contexts = [ids for ids in prompt_ids for _ in choice_ids]
     continuations = [ids for _ in prompt_ids for ids in choice_ids]
     scores = continuation_logprobs(model, contexts, continuations, batch_size)

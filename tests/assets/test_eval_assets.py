@@ -1,15 +1,16 @@
+import math
 import shutil
 
 import dagster as dg
 import polars as pl
 import pytest
 
-from assets.evaluation import NOT_WORSE_THAN_BASE, value_eval, value_trend
+from assets.evaluation import NOT_WORSE_THAN_BASE, progress_scores, value_eval, value_trend, value_vectors
 from pipelines.build import default_partitions, run_build
 from pipelines.definitions import defs as project_defs
 from pipelines.partitions import CENTURIES, century_partitions
 from pipelines.progress import PlainReporter
-from sources.schema import VALUE_EVAL, VALUE_TREND_MODEL
+from sources.schema import PROGRESS_SCORES, VALUE_EVAL, VALUE_TREND_MODEL, VALUE_VECTORS, VRD_SPLIT, conform
 from sources.settings import Settings
 from sources.storage import Store
 from tests.eval_helpers import benchmark_rows, data_trend, scored_by
@@ -21,7 +22,8 @@ from training.launch import finetuned_dir
 def materialize(asset, tiny_model, partition: str | None = None) -> dg.ExecuteInProcessResult:
     overrides = {"training": {"base_model": str(tiny_model)}}
     resources = {"settings": settings_resource(overrides)}
-    return dg.materialize([asset], resources=resources, partition_key=partition, raise_on_error=False)
+    assets = asset if isinstance(asset, list) else [asset]
+    return dg.materialize(assets, resources=resources, partition_key=partition, raise_on_error=False)
 
 
 def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
@@ -120,3 +122,45 @@ def test_the_planner_runs_training_assets_only_for_the_eval_centuries(home):
         assert {p for name, p in ran if name == "corpus"} == set(CENTURIES) and ("trend", None) in ran
         results = run_build(defs, "model", ["C019"], instance, reporter=PlainReporter(lambda line: None))
         assert [(r.step.keys, r.partition) for r in results] == [([dg.AssetKey("model")], "C019")]
+
+
+def test_value_eval_scores_the_latest_stage(home, tiny_model):
+    store = Store(home)
+    store.write("benchmark", benchmark_rows())
+    shutil.copytree(tiny_model, finetuned_dir(home, "C017") / MODEL_DIR)
+    shutil.copytree(tiny_model, finetuned_dir(home, "C017") / "sft" / MODEL_DIR)
+    result = materialize(value_eval, tiny_model, "C017")
+    (event,) = result.asset_materializations_for_node("value_eval")
+    assert event.metadata["model_dir"].value == str(finetuned_dir(home, "C017") / "sft" / MODEL_DIR)
+
+
+def test_value_vectors_and_progress_scores_with_the_base_as_baseline(home, tiny_model):
+    store = Store(home)
+    store.write("benchmark", benchmark_rows())
+    store.write("value_eval", scored_by("C017", ["supports"] * 5), "C017")
+    store.write("value_eval", scored_by("C020", ["supports"] * 5).clear(), "C020")  # no model for C020
+    annotations = benchmark_rows().with_columns(
+        passage_id=pl.lit("p"), relevance=pl.lit(1.0), split=pl.lit("test")
+    )  # the teacher's labels of C017 and C020 items
+    store.write("vrd_splits", conform(annotations, VRD_SPLIT))
+    result = materialize([value_vectors, progress_scores], tiny_model)
+    assert result.success
+    vectors = store.read("value_vectors", schema=VALUE_VECTORS)
+    assert sorted(set(zip(vectors["side"], vectors["century"].fill_null("-"), strict=True))) == [
+        ("base", "-"), ("data", "C017"), ("data", "C020"), ("model", "C017"),
+    ]  # fmt: skip
+    # every scored item has P(supports) = e^-1 / (e^-1 + e^-2 + e^-3) and P(opposes) = e^-2 / (...)
+    margin = (math.exp(-1) - math.exp(-2)) / (math.exp(-1) + math.exp(-2) + math.exp(-3))
+    model = vectors.filter((pl.col("side") == "model") & (pl.col("n") > 0))
+    assert model["score"].to_list() == pytest.approx([margin] * model.height)
+    (event,) = result.asset_materializations_for_node("value_vectors")
+    assert event.metadata["benchmark_coverage"].value["honesty_truth"] == 2 and "life_safety" in str(
+        event.metadata["dimensions"].value
+    )
+    (event,) = result.asset_materializations_for_node("progress_scores")
+    meta = {key: value.value for key, value in event.metadata.items()}
+    scores = store.read("progress_scores", schema=PROGRESS_SCORES)
+    assert scores["century"].to_list() == ["C017"] and scores["next_century"].to_list() == ["C018"]
+    assert scores["predict"].to_list() == [None]  # no C018 annotations
+    assert -1 <= meta["follow"] <= 1 and -1 <= meta["base_follow"] <= 1 and "predict" not in meta
+    assert "data:image/png;base64," in meta["plot"] and (home / "reports" / "progress_scores.png").is_file()

@@ -70,3 +70,15 @@ def test_prepare_data_with_the_smollm2_tokenizer(tiny_tokenizer, verses):
     eos = tiny_tokenizer.eos_token_id
     assert int((data.train.ids == eos).sum() + (data.val.ids == eos).sum()) >= len(verses)  # one EOS per document
     assert prepare_data(verses, tiny_tokenizer, 32, 0.1, 0).fingerprint == data.fingerprint
+
+
+def test_length_grouped_batches_hold_similar_rows_and_cover_each_epoch_once():
+    from training.data import grouped_batch_index
+
+    lengths = torch.tensor([5, 1, 9, 3, 7, 2, 8, 4, 6])
+    epoch = [grouped_batch_index(position, 3, lengths, seed=0) for position in range(0, 9, 3)]
+    assert sorted(torch.cat(epoch).tolist()) == list(range(9))  # every row once per epoch
+    groups = sorted(sorted(lengths[batch].tolist()) for batch in epoch)
+    assert groups == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]  # rows of similar length share a batch
+    again = [grouped_batch_index(position, 3, lengths, seed=0) for position in range(0, 9, 3)]
+    assert all(torch.equal(a, b) for a, b in zip(epoch, again, strict=True))  # a function of (seed, position)

@@ -77,11 +77,26 @@ def test_plan_writes_the_job_and_picks_python_on_a_host_without_gpu(tmp_path, ti
     assert job.config.max_steps == 5 and job.config.seq_len == 64 and job.config.out_dir == str(plan.out_dir)
     assert plan.out_dir == tmp_path / "models" / "finetuned" / "C019"
     assert any("no CUDA GPU" in note for note in plan.notes)
-    assert (
-        TrainingSettings().max_steps is None
-        and plan_finetune(TrainingSettings(), "C019", tmp_path / "x.parquet", tmp_path, n_gpus=0).job.config.max_steps
-        == 30
-    )  # the tiny preset's own
+    default = plan_finetune(TrainingSettings(), "C019", tmp_path / "x.parquet", tmp_path, n_gpus=0)
+    assert TrainingSettings().max_steps is None and default.preset == "cpu-small"  # SmolLM2 is the default base
+    assert default.job.config.max_steps == 4 and default.job.config.lora_rank == 8  # LoRA on CPU
+
+
+def test_each_stage_gets_its_own_dir_preset_and_base(tmp_path, tiny_model):
+    settings = TrainingSettings(base_model=str(tiny_model), stage_finetune={"dpo": {"max_steps": 3}})
+    sft_base = tiny_model  # stands in for the previous stage's exported model
+    plans = {
+        stage: plan_finetune(settings, "C017", tmp_path / f"{stage}.parquet", tmp_path, n_gpus=0, stage=stage,
+                             base_model=None if stage == "pretrain" else str(sft_base))
+        for stage in ("pretrain", "sft", "dpo")
+    }  # fmt: skip
+    root = tmp_path / "models" / "finetuned" / "C017"
+    assert [p.out_dir for p in plans.values()] == [root, root / "sft", root / "dpo"]
+    assert {p.preset for p in plans.values()} == {"cpu-small"}  # chosen by the settings' base, not the stage's
+    dpo = FinetuneJob.read(plans["dpo"].job_path)
+    assert dpo.stage == "dpo" and dpo.century == "C017" and dpo.config.objective == "dpo"
+    assert dpo.config.max_steps == 3 and dpo.config.base_model == str(sft_base)
+    assert FinetuneJob.read(plans["pretrain"].job_path).century is None
 
 
 def test_plan_refuses_a_large_model_on_a_host_without_gpu(tmp_path):

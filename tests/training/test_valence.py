@@ -119,3 +119,15 @@ def test_normalise_item_groups_spellings():
     assert normalise_item("Duty-bound, self-reliance.") == "duty bound self reliance"
     assert normalise_item("Parents' rights") == "parents rights"
     assert normalise_item("Honeſty") == normalise("honesty")  # the data-side trend's key: the two sides join
+
+
+def test_one_forward_pass_per_prompt_equals_scoring_each_choice(tiny_model, tiny_tokenizer):
+    from training.valence import next_token_logprobs
+
+    model, _ = load_scorer(tiny_model, device="cpu")
+    prompts = [tiny_tokenizer(p)["input_ids"] for p in ["Situation: a\nAnswer:", "b c d"]]
+    choices = [tiny_tokenizer(c, add_special_tokens=False)["input_ids"] for c in CHOICES.values()]
+    assert all(len(ids) == 1 for ids in choices)  # the SmolLM2 tokenizer reads each choice as one token
+    fast = next_token_logprobs(model, prompts, [ids[0] for ids in choices], batch_size=2)
+    slow = continuation_logprobs(model, [p for p in prompts for _ in choices], [c for _ in prompts for c in choices])
+    assert fast.flatten().tolist() == pytest.approx(slow, abs=1e-4)
