@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets._common import stage_asset, stage_result
+from pipelines.metadata import stage_asset, stage_result
 from pipelines.resources import SettingsResource
 from quality.clean import clean_documents
 from quality.filters import build_filters

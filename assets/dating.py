@@ -12,13 +12,13 @@ from the same ingested rows (which `date_estimator` then finds by fingerprint in
 import dagster as dg
 import polars as pl
 
-from assets._common import png_metadata, stage_asset, stage_metadata, table_data_version
 from assets.documents import ESTIMATED_DOCUMENTS, raw_table, undated_table
+from pipelines.metadata import png_metadata, stage_asset, stage_metadata, table_data_version
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
 from sources.registry import SOURCES
 from sources.schema import DOCUMENTS, UNDATED
-from sources.stats import StageStats
+from sources.stats import StageStats, counts_by
 
 PREVIEW_COLUMNS = ["source", "title", "century", "date_confidence", "date_model", "text"]
 FLAGGED_SHOWN = 20
@@ -62,7 +62,7 @@ def estimated_documents(context: dg.AssetExecutionContext, settings: SettingsRes
         "threshold": config.corpus.estimate_threshold,
         "model_version": model.estimator.version if model else "",
         "model_trained_now": bool(model and not model.cached),
-        "rows_per_century": dict(documents.group_by("century").len().sort("century").iter_rows()),
+        "rows_per_century": counts_by(documents, "century"),
     }
     return dg.MaterializeResult(
         metadata=stage_metadata(stats.check(), path, documents, PREVIEW_COLUMNS, extra=extra),
@@ -134,7 +134,7 @@ def _number(value: float | None) -> float:
 def dates_agree_with_estimate(
     context: dg.AssetCheckExecutionContext, settings: SettingsResource
 ) -> dg.AssetCheckResult:
-    from assets._common import preview_markdown
+    from pipelines.metadata import preview_markdown
     from sources.dating import DATE_METHOD, disagreements, load_latest, models_dir_of
 
     config = settings.get()
@@ -152,7 +152,7 @@ def dates_agree_with_estimate(
         metadata={
             "n_checked": documents.filter(pl.col("date_method") != DATE_METHOD).height,
             "n_flagged": flagged.height,
-            "flagged_by_source": dict(flagged.group_by("source").len().sort("source").iter_rows()),
+            "flagged_by_source": counts_by(flagged, "source"),
             "model_version": estimator.version,
             "flagged": dg.MetadataValue.md(preview_markdown(flagged, rows=FLAGGED_SHOWN)),
         },

@@ -7,7 +7,7 @@ table to one century; `pretrain_corpus` writes that century in ProgressGym's sha
 import dagster as dg
 import polars as pl
 
-from assets._common import png_metadata, stage_asset, stage_result
+from pipelines.metadata import png_metadata, stage_asset, stage_result
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
 from quality.dedup.documents import drop_duplicates, find_duplicates, minhash_config

@@ -3,11 +3,12 @@
 import dagster as dg
 import polars as pl
 
-from assets._common import stage_asset, stage_result
+from pipelines.metadata import stage_asset, stage_result
 from pipelines.resources import SettingsResource
 from sources.documents import assemble_documents
 from sources.registry import SOURCES, SourceSpec, read_source
 from sources.schema import DOCUMENTS
+from sources.stats import counts_by
 
 PREVIEW_COLUMNS = ["source", "title", "year", "century", "date_method", "n_chars", "text"]
 
@@ -26,7 +27,7 @@ ESTIMATED_DOCUMENTS = "estimated_documents"  # [issue 9] undated rows placed by 
 
 def _per_source_breakdown(documents: pl.DataFrame) -> dict:
     return {
-        "rows_per_century": dict(documents.group_by("century").len().sort("century").iter_rows()),
+        "rows_per_century": counts_by(documents, "century"),
         "chars_per_century": dict(
             documents.group_by("century").agg(pl.col("n_chars").sum()).sort("century").iter_rows()
         ),
@@ -72,7 +73,7 @@ def documents(context: dg.AssetExecutionContext, settings: SettingsResource) -> 
     docs, rejects, stats = assemble_documents(raw, century)
     path = store.write("documents", docs, century)
     store.write_rejects("documents", rejects, century)
-    rows_per_source = dict(docs.group_by("source").len().sort("source").iter_rows())
+    rows_per_source = counts_by(docs, "source")
     chars_per_source = dict(docs.group_by("source").agg(pl.col("n_chars").sum()).sort("source").iter_rows())
     extra = {"rows_per_source": rows_per_source, "chars_per_source": chars_per_source}
     return stage_result(stats, docs, path, PREVIEW_COLUMNS, extra=extra)

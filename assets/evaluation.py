@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets._common import png_metadata, preview_markdown, stage_asset, stage_metadata, table_data_version
+from pipelines.metadata import png_metadata, preview_markdown, stage_asset, stage_metadata, table_data_version
 from pipelines.partitions import CENTURIES
 from pipelines.resources import SettingsResource
 from sources.schema import BENCHMARK, VALUE_EVAL, VALUE_TREND, empty
@@ -83,7 +83,7 @@ def value_eval(context: dg.AssetExecutionContext, settings: SettingsResource) ->
 
 # reads publish.trend_top_k: as many items as the data-side trend
 @stage_asset(
-    "training", ["value_eval", "value_trend_data"], ("polars", "parquet", "matplotlib"), reads="training.publish"
+    "training", ["value_eval", "value_trend_data"], ("polars", "parquet", "matplotlib"), reads="dataset.publish"
 )
 def value_trend(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """What the century models value, beside what the data says: per frequent benchmark item, each model's valence

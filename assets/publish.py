@@ -4,80 +4,13 @@ import json
 import os
 
 import dagster as dg
-import polars as pl
 
-from assets._common import file_data_version, stage_asset, stage_metadata
+from dataset.hf_dataset import card_info, gather_tables, write_dataset
+from dataset.publish import dataset_dir, publish, publish_files
+from pipelines.metadata import file_data_version, stage_asset, stage_metadata
 from pipelines.resources import SettingsResource
-from sources.schema import BENCHMARK, DOCUMENTS, MIXTURE, PREFERENCE, PRETRAIN, VALUE_TREND, VRD_SPLIT
-from sources.settings import Settings
 from sources.stats import StageStats
-from sources.storage import Store, write_text_atomic
-from training.dataset import CardInfo, code_version, source_notes, write_dataset
-from training.publish import publish
-
-
-def dataset_dir(settings: Settings):
-    """DESIGN.md §5: `$CHRONOPRISM_HOME/publish/<publish.name>/`."""
-    return settings.home_path / "publish" / settings.publish.name
-
-
-def publish_files(settings: Settings) -> dict:
-    """Where publishing keeps its state (last push), its dry-run plan and its last outcome: beside the dataset."""
-    base = settings.home_path / "publish"
-    name = settings.publish.name
-    return {
-        "state_path": base / f"{name}.last_push.json",
-        "plan_path": base / f"{name}.publish_plan.json",
-        "outcome_path": base / f"{name}.last_publish.json",
-    }
-
-
-def gather_tables(store: Store) -> dict[str, dict[str, pl.DataFrame]]:
-    """config -> split -> rows, from the split tables (one file each, `split` column where there are several)."""
-
-    def by_split(table: str, schema: dict) -> dict[str, pl.DataFrame]:
-        rows = store.read(table, schema=schema, missing_ok=True)
-        return {split: rows.filter(pl.col("split") == split) for split in sorted(set(rows["split"]))}
-
-    centuries = store.partitions("pretrain_corpus")
-    tables = {
-        "vrd": by_split("vrd_splits", VRD_SPLIT),
-        "sft_mixture": by_split("sft_mixture", MIXTURE),
-        "preference_pairs": {"train": store.read("preference_pairs", schema=PREFERENCE, missing_ok=True)},
-        "benchmark": {"test": store.read("benchmark", schema=BENCHMARK, missing_ok=True)},
-        "pretrain": {c: store.read("pretrain_corpus", c, schema=PRETRAIN) for c in centuries},
-        "value_trend": {"trend": store.read("value_trend_data", schema=VALUE_TREND, missing_ok=True)},
-    }
-    return {config: splits for config, splits in tables.items() if any(not df.is_empty() for df in splits.values())}
-
-
-def card_info(settings: Settings, store: Store) -> CardInfo:
-    documents = store.scan("documents")
-    columns = ["source", "license", "provenance"]
-    docs = (
-        documents.select(columns).collect()
-        if documents is not None
-        else pl.DataFrame(schema={c: DOCUMENTS[c] for c in columns})
-    )
-    return CardInfo(
-        name=settings.publish.name,
-        license=settings.publish.license,
-        sources=source_notes(docs),
-        teacher={"backend": settings.teacher.backend, "model": settings.teacher.model},
-        thresholds={
-            "filter.relevance_threshold": settings.filter.relevance_threshold,
-            "filter.relevance_scorer": settings.filter.relevance_scorer,
-            "filter.rouge_threshold": settings.filter.rouge_threshold,
-            "filter.cosine_threshold": settings.filter.cosine_threshold,
-            "filter.decontam_ngram": settings.filter.decontam_ngram,
-            "publish.validation_fraction": settings.publish.validation_fraction,
-            "publish.test_fraction": settings.publish.test_fraction,
-            "publish.split_salt": settings.publish.split_salt,
-            "dedup.semantic_threshold": settings.dedup.semantic_threshold,
-        },
-        code_version=code_version(),
-        repo_id=settings.publish.repo_id,
-    )
+from sources.storage import write_text_atomic
 
 
 @stage_asset(

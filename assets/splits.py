@@ -5,12 +5,21 @@ from contextlib import ExitStack
 import dagster as dg
 import polars as pl
 
-from assets._common import png_metadata, report_teacher_progress, stage_asset, stage_result
+from dataset.decontam import decontaminate
+from dataset.splits import (
+    SplitConfig,
+    benchmark_references,
+    build_benchmark,
+    build_preference_pairs,
+    build_sft_mixture,
+    build_vrd_rows,
+    read_split_rows,
+)
+from dataset.trend import plot_value_trend, value_trend
 from pipelines.concurrency import TEACHER_POOL
+from pipelines.metadata import png_metadata, report_teacher_progress, stage_asset, stage_result
 from pipelines.resources import SettingsResource, TeacherResource
-from quality.decontam import decontaminate
 from quality.relevance import TeacherRelevanceScorer, filter_relevance
-from quality.trend import plot_value_trend, value_trend
 from quality.vrd_dedup import VrdDedupConfig, dedup_vrd
 from sources.schema import (
     PASSAGES,
@@ -20,17 +29,8 @@ from sources.schema import (
     VRD_SPLIT,
 )
 from sources.settings import Settings
-from sources.stats import StageStats
+from sources.stats import StageStats, counts_by
 from sources.storage import Store, write_bytes_atomic
-from training.splits import (
-    SplitConfig,
-    benchmark_references,
-    build_benchmark,
-    build_preference_pairs,
-    build_sft_mixture,
-    build_vrd_rows,
-    read_split_rows,
-)
 
 VRD_PREVIEW = ["kind", "text", "valence", "relevance", "explanation"]
 
@@ -98,7 +98,7 @@ def vrd(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.Mat
     result = dedup_vrd(relevant, embedder(), dedup_config)
     path = store.write("vrd", result.vrd, century)
     store.write_rejects("vrd_dedup", result.rejects, century)
-    by_kind = dict(result.vrd.group_by("kind").len().sort("kind").iter_rows())
+    by_kind = counts_by(result.vrd, "kind")
     return stage_result(result.stats, result.vrd, path, VRD_PREVIEW, {"items_by_kind": by_kind})
 
 
@@ -118,7 +118,7 @@ def vrd_splits(context: dg.AssetExecutionContext, settings: SettingsResource) ->
     passages = store.read_all("passages", schema=PASSAGES)
     rows = build_vrd_rows(kept, situations, passages, split_config(config))
     path = store.write("vrd_splits", rows)
-    counts = dict(rows.group_by("split").len().sort("split").iter_rows())
+    counts = counts_by(rows, "split")
     stats = StageStats("vrd_splits", n_in=kept.height, n_out=rows.height)
     if kept.height > rows.height:
         stats.reject("no_situation", kept.height - rows.height)
@@ -140,8 +140,8 @@ def sft_mixture(context: dg.AssetExecutionContext, settings: SettingsResource) -
     rows = read_split_rows(store, "vrd_splits", VRD_SPLIT, ("train", "validation"))
     mixture = build_sft_mixture(rows, split_config(config))
     path = store.write("sft_mixture", mixture)
-    counts = dict(mixture.group_by("split").len().sort("split").iter_rows())
-    by_task = dict(mixture.group_by("task").len().sort("task").iter_rows())
+    counts = counts_by(mixture, "split")
+    by_task = counts_by(mixture, "task")
     return stage_result(
         counted("sft_mixture", mixture.height),
         mixture,
@@ -162,7 +162,7 @@ def preference_pairs(context: dg.AssetExecutionContext, settings: SettingsResour
     rejects = rejects.filter(pl.col("stage").is_in(["relevance", "vrd_dedup"]))
     pairs = build_preference_pairs(rows, candidates, rejects)
     path = store.write("preference_pairs", pairs)
-    by_reason = dict(pairs.group_by("rejected_reason").len().sort("rejected_reason").iter_rows())
+    by_reason = counts_by(pairs, "rejected_reason")
     return stage_result(
         counted("preference_pairs", pairs.height),
         pairs,

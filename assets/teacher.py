@@ -11,8 +11,8 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from assets._common import report_teacher_progress, stage_asset, stage_result
 from pipelines.concurrency import TEACHER_POOL
+from pipelines.metadata import report_teacher_progress, stage_asset, stage_result
 from pipelines.resources import SettingsResource, TeacherResource
 from sources.schema import PASSAGES, PRETRAIN, SITUATIONS
 from sources.settings import Settings, config_from

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import polars as pl
 
-from assets._common import file_data_version, png_metadata, stage_asset
+from pipelines.metadata import file_data_version, png_metadata, stage_asset
 from pipelines.resources import SettingsResource
 
 

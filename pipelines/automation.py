@@ -1,10 +1,10 @@
 """Declarative automation: when upstream data really changed, the affected partitions downstream follow.
 
 Every asset that reads a non-root asset gets `new_data_downstream()` unless its module set a condition of its own.
-Root assets (the raw sources) are left to the corpus sensor, the CLI and the schedule, which know when their
+Root assets (the raw sources) are left to the corpus sensor, the CLI and the weekly schedule, which know when their
 files changed; the corpus sensor also requests the `documents` partitions a file touches, so nothing here reacts
 to raw assets, and `documents` (which reads only raw assets) has no condition. The condition differs from
-`AutomationCondition.eager()` in four ways, all for "only affected centuries rebuild":
+`AutomationCondition.eager()` in five ways, all for "only affected centuries rebuild":
 
 - it reacts to a new *data version* of a dependency partition, not to any materialization: assets return a
   content hash as data version, so a rerun that wrote the same rows stops the wave there;
@@ -13,7 +13,9 @@ to raw assets, and `documents` (which reads only raw assets) has no condition. T
 - it never fires because something is merely missing (eager does on its first tick), so turning automation on
   in a fresh instance does not launch the whole graph;
 - it waits while a dependency of the same partitioning is requested on the same tick (eager would put both in
-  one run), so the wave advances one hop a tick and stops where the data stops changing.
+  one run), so the wave advances one hop a tick and stops where the data stops changing;
+- it waits for every blocking check of its dependencies to pass, so a failed check stops the wave, and
+  `hf_publish` (downstream of every gated table) is only materialized behind green checks.
 
 One limit: Dagster only sees same-tick requests of dependencies it could run in the same run. When a partition
 and an unpartitioned dependency (documents_dedup[C019] and near_duplicate_clusters) are both triggered on one
@@ -28,13 +30,13 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-CLI_BUILD_TAG = "chronoprism/build_id"
+from pipelines.tags import BUILD_ID_TAG
 
 
 def new_data_downstream() -> dg.AutomationCondition:
     changed_outside_cli = (
         dg.AutomationCondition.data_version_changed()
-        & ~dg.AutomationCondition.executed_with_tags(tag_keys={CLI_BUILD_TAG})
+        & ~dg.AutomationCondition.executed_with_tags(tag_keys={BUILD_ID_TAG})
     ).with_label("new data (not from chronoprism build)")
     return (
         dg.AutomationCondition.any_deps_match(changed_outside_cli)
@@ -45,6 +47,8 @@ def new_data_downstream() -> dg.AutomationCondition:
         # a dependency of the same partitioning requested on this tick runs first, so the wave can stop there
         & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
         & ~dg.AutomationCondition.in_progress()
+        # a failed blocking check upstream stops the wave there: nothing downstream of it (hf_publish included)
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
     ).with_label("new_data_downstream")
 
 

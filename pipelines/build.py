@@ -1,8 +1,5 @@
-"""In-process builds for the CLI: plan the selected assets into steps and run each step through Dagster.
-
-Dagster runs one partition per run. A graph that alternates between unpartitioned assets (per-source ingest, the
-global MinHash step, the published dataset) and century-partitioned ones is cut into steps of one kind, in
-dependency order; a partitioned step runs once per century. Every step is a real Dagster run on the shared
+"""In-process builds for the CLI: plan the selected assets into steps (pipelines/plan.py) and run each step
+through Dagster; a partitioned step runs once per century. Every step is a real Dagster run on the shared
 instance, so the UI and `chronoprism status` see exactly what the CLI built. Fresh partitions are skipped
 (pipelines/freshness.py), so an unchanged rebuild starts no run at all.
 """
@@ -13,65 +10,20 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.utils import make_new_run_id
 
-from pipelines.freshness import FreshnessJudge
+from pipelines.freshness import FreshnessJudge, default_partitions
 from pipelines.partitions import CENTURIES
+from pipelines.plan import Step, StepResult, plan_steps
 from pipelines.progress import PlainReporter
 from pipelines.resources import SettingsResource
+from pipelines.tags import BUILD_ID_TAG, PROCESS_TAG, SOURCE_TAG
 from sources.settings import Settings
+from teacher.cache import ensure_build_id
 
 # step logs still reach the instance (UI, `dagster` run logs); the console shows our progress lines only
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-@dataclass(slots=True)
-class Step:
-    partitioned: bool
-    keys: list[dg.AssetKey] = field(default_factory=list)
-
-    def label(self) -> str:
-        names = [key.to_user_string() for key in self.keys]
-        return ", ".join(names[:4]) + (f" +{len(names) - 4}" if len(names) > 4 else "")
-
-
-@dataclass(slots=True)
-class StepResult:
-    step: Step
-    partition: str | None
-    success: bool
-    seconds: float
-    run_id: str
-    error: str = ""
-    failed_keys: list[dg.AssetKey] = field(default_factory=list)  # of `step.keys`: those that did not succeed
-
-    def failed_label(self) -> str:
-        return Step(self.step.partitioned, self.failed_keys or self.step.keys).label()
-
-
-def plan_steps(asset_graph, selected: set[dg.AssetKey]) -> list[Step]:
-    """Group selected assets into alternating unpartitioned (even) / partitioned (odd) steps."""
-    stage_of: dict[dg.AssetKey, int] = {}
-    for key in asset_graph.toposorted_asset_keys:
-        if key not in selected:
-            continue
-        partitioned = asset_graph.get(key).is_partitioned
-        parity = 1 if partitioned else 0
-        stage = parity
-        for parent in asset_graph.get(key).parent_keys:
-            if parent in stage_of:
-                parent_stage = stage_of[parent]
-                needed = parent_stage if parent_stage % 2 == parity else parent_stage + 1
-                stage = max(stage, needed)
-        stage_of[key] = stage
-    steps: dict[int, Step] = {}
-    for key, stage in stage_of.items():
-        steps.setdefault(stage, Step(partitioned=stage % 2 == 1)).keys.append(key)
-    return [steps[stage] for stage in sorted(steps)]
 
 
 def run_build(
@@ -79,7 +31,6 @@ def run_build(
     selection: str | dg.AssetSelection | None,
     partitions: list[str] | None,
     instance: dg.DagsterInstance,
-    report: Callable[[str], None] = print,
     with_upstream: bool = True,
     force: bool = False,
     reporter: PlainReporter | None = None,
@@ -97,7 +48,7 @@ def run_build(
     selected = _resolve_selection(asset_graph, selection, with_upstream)
     steps = plan_steps(asset_graph, selected)
     scope = {key: default_partitions(asset_graph, key, partitions, _settings_of(defs)) for key in selected}
-    build = _Build(defs, instance, reporter or PlainReporter(report), force, source)
+    build = _Build(defs, instance, reporter or PlainReporter(), force, source)
     total = sum(len(scope[key]) if step.partitioned else 1 for step in steps for key in step.keys)
     build.reporter.planned(build.build_id, len(selected), len(steps), total, force)
     build.total = total
@@ -112,21 +63,6 @@ def run_build(
     return build.results
 
 
-# [issue 7] Training and evaluation are slow on CPU: a build without --partition trains and evaluates only the
-# centuries in `training.eval_centuries` (the demo's two); `--partition`, the UI and jobs still reach any century.
-SCOPED_GROUPS = ("training",)
-
-
-def default_partitions(asset_graph, key: dg.AssetKey, partitions: list[str] | None, settings: Settings) -> list[str]:
-    """The partitions a build runs for `key`: those asked for, else every century, except for the `training` group,
-    which gets `settings.training.eval_centuries`."""
-    if partitions:
-        return list(partitions)
-    if asset_graph.get(key).group_name in SCOPED_GROUPS:
-        return [century for century in CENTURIES if century in settings.training.eval_centuries]
-    return list(CENTURIES)
-
-
 class _Build:
     """State of one build: what ran, what failed, how far along it is."""
 
@@ -138,7 +74,7 @@ class _Build:
         self.force = force
         self.source = source
         self.judge = FreshnessJudge(instance, self.asset_graph, _settings_of(defs))
-        self.build_id = os.environ.setdefault("CHRONOPRISM_BUILD_ID", uuid.uuid4().hex[:12])
+        self.build_id = ensure_build_id()
         self.results: list[StepResult] = []
         self.failed: set[tuple[dg.AssetKey, str | None]] = set()
         self.done = 0
@@ -184,7 +120,7 @@ class _Build:
     def _execute(self, prefix: str, step: Step, partition: str | None, reasons: dict) -> StepResult:
         """One Dagster run of `step`'s keys for one partition. A key fails when it did not materialize or one of
         its blocking checks failed."""
-        run_id = make_new_run_id()
+        run_id = str(uuid.uuid4())  # what Dagster run ids are
         self.instance.add_event_listener(run_id, self.reporter.on_event)
         self.reporter.run_started(f"{prefix} {step.label()}" + (f" [{partition}]" if partition else ""), reasons)
         tags = {**self.judge.run_tags(step.keys), **build_run_tags(self.build_id, self.source)}
@@ -240,9 +176,9 @@ def settled_subset(asset_graph, keys: list[dg.AssetKey], todo: dict) -> dict:
 def build_run_tags(build_id: str, source: str) -> dict[str, str]:
     """Tags on every run a build starts: which build, started by what (cli / weekly_rebuild), which process."""
     return {
-        "chronoprism/build_id": build_id,
-        "chronoprism/source": source,
-        "chronoprism/process": f"{socket.gethostname()}:{os.getpid()}",
+        BUILD_ID_TAG: build_id,
+        SOURCE_TAG: source,
+        PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}",
     }
 
 
@@ -254,7 +190,7 @@ def reap_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     )
     reaped = []
     for run in runs:
-        host, _, pid = run.tags.get("chronoprism/process", "").rpartition(":")
+        host, _, pid = run.tags.get(PROCESS_TAG, "").rpartition(":")
         if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             instance.report_run_failed(run, "the chronoprism build running it was killed")
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)

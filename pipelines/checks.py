@@ -13,7 +13,6 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from assets.dating import DATING_CHECKS
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
 from quality.validation import Level, ValidationResult, validate_table
@@ -118,8 +117,9 @@ def cross_table_gates(asset: str) -> Callable[[Settings, Store], list[Validation
         return lambda *_: []
 
     def gates(config: Settings, store: Store) -> list[ValidationResult]:
+        from dataset.decontam import find_contamination
+        from dataset.splits import benchmark_references
         from quality.validation import validate_benchmark_overlap, validate_split_disjointness
-        from training.splits import benchmark_references
 
         frames = {name: situation_splits(store, name) for name in [asset, *SPLIT_UPSTREAM[asset]]}
         results = [validate_split_disjointness({name: df for name, df in frames.items() if df is not None})]
@@ -127,7 +127,8 @@ def cross_table_gates(asset: str) -> Callable[[Settings, Store], list[Validation
             bench = read_asset_table(store, "benchmark", None)
             if bench is not None:
                 references = benchmark_references(store)
-                results.append(validate_benchmark_overlap(bench, references, config.filter.decontam_ngram))
+                rules = find_contamination(bench, references, config.filter.decontam_ngram) if bench.height else []
+                results.append(validate_benchmark_overlap(bench, rules))
         return results
 
     return gates
@@ -136,4 +137,3 @@ def cross_table_gates(asset: str) -> Callable[[Settings, Store], list[Validation
 ASSET_CHECKS: list[dg.AssetChecksDefinition] = [
     table_check(asset, level) for asset in GATED_ASSETS for level in ("blocking", "warn")
 ]
-ASSET_CHECKS += DATING_CHECKS  # [issue 9] documents whose metadata century the date estimator disputes (warn)

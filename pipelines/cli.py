@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +52,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from pipelines.definitions import make_definitions
     from pipelines.partitions import CENTURIES
     from pipelines.progress import make_reporter
-    from teacher.cache import BUILD_ID_ENV, register_build
+    from teacher.cache import ensure_build_id, register_build
 
     for partition in args.partition or []:
         if partition not in CENTURIES:
@@ -61,7 +60,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             return 2
     settings = _settings_resource(args)
     defs = make_definitions({"settings": settings})
-    build_id = os.environ.setdefault(BUILD_ID_ENV, uuid.uuid4().hex[:12])
+    build_id = ensure_build_id()
     register_build(settings.get().home_path, build_id)  # a build that calls nothing is still the last build
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
@@ -113,6 +112,7 @@ def collect_status(home: Path) -> dict[str, Any]:
                 partition = (materialization.partition if materialization else None) or "all"
                 stamp = datetime.fromtimestamp(record.timestamp, UTC).isoformat(timespec="seconds")
                 last.setdefault(key.to_user_string(), {}).setdefault(partition, stamp)
+        stale = stale_status(instance)
     rejects_frame = store.read_rejects()
     rejects: dict[str, dict[str, int]] = {}
     if rejects_frame.height:
@@ -120,6 +120,7 @@ def collect_status(home: Path) -> dict[str, Any]:
         for stage, reason, count in counts.iter_rows():
             rejects.setdefault(stage, {})[reason] = count
     status: dict[str, Any] = {"home": str(home), "assets": assets, "last_materialization": last, "rejects": rejects}
+    status["stale"] = stale  # what the next build would run again, and why (new code version, settings, ...)
     status["date_methods"] = date_methods(store)  # [issue 9] estimated rows counted under their own method
     try:
         from teacher.cache import status_summary
@@ -128,6 +129,15 @@ def collect_status(home: Path) -> dict[str, Any]:
     else:
         status["teacher"] = status_summary(home)
     return status
+
+
+def stale_status(instance) -> dict[str, dict[str, str]]:
+    """{asset: {partition: reason}} for materialized partitions that are stale now (see pipelines/freshness.py)."""
+    from pipelines.definitions import defs
+    from pipelines.freshness import stale_report
+    from sources.settings import Settings
+
+    return stale_report(defs.resolve_asset_graph(), instance, Settings.load())
 
 
 def date_methods(store) -> dict[str, int]:
@@ -160,6 +170,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("rejects:")
         for stage, reasons in status["rejects"].items():
             print(f"  {stage:<12} " + ", ".join(f"{reason}={count}" for reason, count in reasons.items()))
+    if status["stale"]:
+        print("stale (the next build runs these again):")
+        for asset, partitions in sorted(status["stale"].items()):
+            reasons = sorted(set(partitions.values()))
+            print(f"  {asset:<24} {', '.join(sorted(partitions))}: {'; '.join(reasons)[:160]}")
     if status["date_methods"]:
         print("date methods: " + ", ".join(f"{method}={n}" for method, n in status["date_methods"].items()))
     if "teacher" in status:

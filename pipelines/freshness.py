@@ -2,7 +2,7 @@
 
 Dagster calls a partition MISSING until it is materialized and STALE when its code version, or the data version of
 an upstream partition it read, changed since (assets return a content hash as data version, see
-`assets._common.table_data_version`, so an upstream rerun that wrote the same rows changes nothing downstream).
+`pipelines.metadata.table_data_version`, so an upstream rerun that wrote the same rows changes nothing downstream).
 Three more inputs live outside the asset graph; `chronoprism build` records them as run tags and compares here:
 
 - settings: one hash per settings section; an asset is stale when a section its group reads changed
@@ -22,11 +22,10 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.data_version import extract_data_provenance_from_entry, extract_data_version_from_entry
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from sources.registry import SOURCES
 from sources.settings import Settings
@@ -52,6 +51,46 @@ RUNTIME_ONLY_FIELDS: dict[str, tuple[str, ...]] = {
 # check executions read per check; a partition last written before the newest 500 is checked again (rerun)
 CHECK_HISTORY = 500
 USER_CORPUS_ASSETS = frozenset(f"raw_{spec.name}" for spec in SOURCES if not spec.bundled)
+
+# What Dagster records on every materialization (the tags behind the UI's "data version" and provenance).
+DATA_VERSION_TAG = "dagster/data_version"
+CODE_VERSION_TAG = "dagster/code_version"
+INPUT_VERSION_PREFIX = "dagster/input_data_version/"
+INPUT_POINTER_PREFIX = "dagster/input_event_pointer/"
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """What one materialization read: its code version and, per input asset, the data version and the storage id
+    of the input materialization (None when Dagster could not tell)."""
+
+    code_version: str | None
+    input_data_versions: dict[dg.AssetKey, str]
+    input_storage_ids: dict[dg.AssetKey, int | None]
+
+
+def data_version_of(record: dg.EventLogRecord) -> str | None:
+    materialization = record.asset_materialization
+    return (materialization.tags or {}).get(DATA_VERSION_TAG) if materialization else None
+
+
+def provenance_of(record: dg.EventLogRecord) -> Provenance | None:
+    """The provenance Dagster wrote into the materialization's tags; None for one written without data versions.
+
+    Read from the public tags because Dagster's own reader (`extract_data_provenance_from_entry`) is internal."""
+    tags = (record.asset_materialization.tags if record.asset_materialization else None) or {}
+    if CODE_VERSION_TAG not in tags:
+        return None
+    versions, pointers = {}, {}
+    for tag, value in tags.items():
+        if tag.startswith(INPUT_VERSION_PREFIX):
+            versions[dg.AssetKey.from_user_string(tag[len(INPUT_VERSION_PREFIX) :])] = value
+        elif tag.startswith(INPUT_POINTER_PREFIX):
+            key = dg.AssetKey.from_user_string(tag[len(INPUT_POINTER_PREFIX) :])
+            pointers[key] = int(value) if value.isdigit() else None
+    for key in versions:
+        pointers.setdefault(key, None)
+    return Provenance(tags[CODE_VERSION_TAG], versions, pointers)
 
 
 def section_hashes(settings: Settings) -> dict[str, str]:
@@ -146,7 +185,7 @@ class RunFacts:
             ),
             limit=1,
         ).records
-        return extract_data_version_from_entry(records[0].event_log_entry) if records else None
+        return data_version_of(records[0]) if records else None
 
     def tags(self, run_id: str) -> Mapping[str, str]:
         if run_id not in self._tags:
@@ -158,10 +197,10 @@ class RunFacts:
         """{run_id: passed} over the recent executions of one check (one query on the index, not per run)."""
         if check_key not in self._checks:
             history = self.instance.event_log_storage.get_asset_check_execution_history(check_key, limit=CHECK_HISTORY)
-            self._checks[check_key] = {
-                record.run_id: record.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+            self._checks[check_key] = {  # statuses by value: their enum is not exported by `dagster`
+                record.run_id: record.status.value == "SUCCEEDED"
                 for record in history
-                if record.status != AssetCheckExecutionRecordStatus.PLANNED
+                if record.status.value != "PLANNED"
             }
         return self._checks[check_key]
 
@@ -233,15 +272,17 @@ class FreshnessJudge:
         return reasons
 
     def dagster_reason(self, key: dg.AssetKey, partition: str | None) -> str | None:
-        """Dagster's own verdict (what `CachingStaleStatusResolver.get_status` says: MISSING, or STALE for a new
-        code version or a dependency partition with a new data version), computed from the prefetched latest
-        materializations instead of several queries per partition. tests/pipelines/test_freshness.py checks that
-        both agree."""
+        """Dagster's own verdict (MISSING, or STALE for a new code version or a dependency partition with a new data
+        version), computed from the prefetched latest materializations.
+
+        Dagster has no public API for stale status: the UI gets it over GraphQL from the internal
+        `CachingStaleStatusResolver`, so we apply the same rules to the public materialization records (one query
+        per asset instead of several per partition). tests/pipelines/test_freshness.py checks that both agree."""
         record = self.facts.latest_materialization(key, partition)
         if record is None:
             return "never materialized"
         node = self.asset_graph.get(key)
-        provenance = extract_data_provenance_from_entry(record.event_log_entry)
+        provenance = provenance_of(record)
         if provenance is None:  # written before data versions existed: trust only what is newer
             return None
         if node.code_version is not None and provenance.code_version != node.code_version:
@@ -261,7 +302,7 @@ class FreshnessJudge:
                     consumed = provenance.input_data_versions.get(parent)
                 else:
                     consumed = self.facts.version_before(parent, dep_partition, (pointer or 0) + 1)
-                if extract_data_version_from_entry(latest.event_log_entry) != consumed:
+                if data_version_of(latest) != consumed:
                     where = parent.to_user_string() + (f"[{dep_partition}]" if dep_partition else "")
                     return f"{where} has a new data version"
         return None
@@ -297,3 +338,76 @@ class FreshnessJudge:
         """A table folder that exists but lacks this partition's file: someone deleted data behind Dagster."""
         folder = self.settings.home_path / "data" / key.to_user_string()
         return folder.is_dir() and not (folder / f"{partition or UNPARTITIONED}.parquet").is_file()
+
+
+# [issue 7] Training and evaluation are slow on CPU: a build without --partition trains and evaluates only the
+# centuries in `training.eval_centuries` (the demo's two); `--partition`, the UI and jobs still reach any century.
+SCOPED_GROUPS = ("training",)
+
+
+def default_partitions(asset_graph, key: dg.AssetKey, partitions: list[str] | None, settings: Settings) -> list[str]:
+    """The partitions a build runs for `key`: those asked for, else every century, except for the `training` group,
+    which gets `settings.training.eval_centuries`."""
+    if partitions:
+        return list(partitions)
+    node = asset_graph.get(key)
+    every = node.partitions_def.get_partition_keys() if node.partitions_def else []
+    if node.group_name in SCOPED_GROUPS:
+        return [century for century in every if century in settings.training.eval_centuries]
+    return list(every)
+
+
+def stale_partitions(
+    asset_graph, instance: dg.DagsterInstance, settings: Settings, keys: Iterable[dg.AssetKey] | None = None
+) -> dict[tuple[dg.AssetKey, str | None], str]:
+    """Every (asset, partition) a full build would run now, with the reason: the partitions whose own inputs,
+    code, settings or checks changed. What is downstream of them is not listed (see `with_downstream`)."""
+    judge = FreshnessJudge(instance, asset_graph, settings)
+    stale: dict[tuple[dg.AssetKey, str | None], str] = {}
+    for key in keys if keys is not None else asset_graph.toposorted_asset_keys:
+        node = asset_graph.get(key)
+        if not node.is_materializable:
+            continue
+        for partition in default_partitions(asset_graph, key, None, settings) if node.is_partitioned else [None]:
+            reason = judge.stale([key], partition).get(key)
+            if reason:
+                stale[(key, partition)] = reason
+    return stale
+
+
+def reads_partition(child_partition: str | None, parent_partition: str | None) -> bool:
+    """Whether a child partition reads a parent partition: all our partitioned assets share the centuries, an
+    unpartitioned child reads every parent partition and every child reads an unpartitioned parent."""
+    return child_partition is None or parent_partition is None or child_partition == parent_partition
+
+
+def with_downstream(
+    asset_graph, stale: Mapping[tuple[dg.AssetKey, str | None], str], settings: Settings
+) -> dict[tuple[dg.AssetKey, str | None], str]:
+    """`stale` plus everything downstream of it, each with the stale upstream it waits for (what Dagster's UI
+    shows as a stale dependency)."""
+    result = dict(stale)
+    for key in asset_graph.toposorted_asset_keys:
+        node = asset_graph.get(key)
+        if not node.is_materializable:
+            continue
+        for partition in default_partitions(asset_graph, key, None, settings) if node.is_partitioned else [None]:
+            if (key, partition) in result:
+                continue
+            for (parent, parent_partition), _ in list(result.items()):
+                if parent in node.parent_keys and reads_partition(partition, parent_partition):
+                    where = parent.to_user_string() + (f"[{parent_partition}]" if parent_partition else "")
+                    result[(key, partition)] = f"upstream {where} is stale"
+                    break
+    return result
+
+
+def stale_report(asset_graph, instance: dg.DagsterInstance, settings: Settings) -> dict[str, dict[str, str]]:
+    """{asset: {partition or "all": why it is stale}} for what has been materialized at least once and would run
+    again: its own change, or a stale upstream it waits for (`chronoprism status` prints it)."""
+    stale = with_downstream(asset_graph, stale_partitions(asset_graph, instance, settings), settings)
+    report: dict[str, dict[str, str]] = {}
+    for (key, partition), reason in stale.items():
+        if reason != "never materialized":
+            report.setdefault(key.to_user_string(), {})[partition or "all"] = reason
+    return report

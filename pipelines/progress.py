@@ -3,7 +3,7 @@
 The build hands each reporter the plan, every run it starts and finishes, the partitions it found fresh, and every
 Dagster event of the running step (`instance.add_event_listener`). From the events the reporter takes the asset
 being computed, rows written (`dagster/row_count`) and `progress {json}` log lines (see
-`assets._common.ProgressLog`), whose `teacher_calls` counter gives teacher calls per second.
+`pipelines.metadata.ProgressLog`), whose `teacher_calls` counter gives teacher calls per second.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 import dagster as dg
 
-from assets._common import PROGRESS_PREFIX
-
-if TYPE_CHECKING:
-    from pipelines.build import StepResult
+from pipelines.metadata import PROGRESS_PREFIX
+from pipelines.plan import StepResult
 
 TEACHER_CALL_KEYS = ("teacher_calls", "backend_calls")
 

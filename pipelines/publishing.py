@@ -10,6 +10,7 @@ import argparse
 import json
 
 from pipelines.build import root_cause
+from pipelines.tags import SOURCE_TAG
 
 
 def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 def run_publish(settings_resource) -> int:
     import dagster as dg
 
-    from assets.publish import publish_files
+    from dataset.publish import publish_files
     from pipelines.definitions import make_definitions
 
     defs = make_definitions({"settings": settings_resource})
@@ -42,7 +43,7 @@ def run_publish(settings_resource) -> int:
             instance=instance,
             asset_selection=[dg.AssetKey("hf_publish")],
             raise_on_error=False,
-            tags={"chronoprism/source": "cli"},
+            tags={SOURCE_TAG: "cli"},
         )
     if not result.success:
         failure = next((e for e in result.all_events if e.is_step_failure), None)

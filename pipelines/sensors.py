@@ -25,14 +25,16 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets._common import preview_markdown
 from pipelines.automation import automation_sensor
 from pipelines.freshness import corpus_files, is_sidecar
+from pipelines.metadata import preview_markdown
 from pipelines.partitions import CENTURIES
 from pipelines.resources import SettingsResource
+from pipelines.tags import BUILD_ID_TAG
 from sources.base import RawRow
 from sources.dates import DateError
-from sources.schema import century_of
+from sources.schema import RUN_FAILURES, century_of
+from sources.storage import file_sha256
 from sources.user_corpus import SIDECAR_SUFFIX, UserCorpusReader
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,6 @@ logger = logging.getLogger(__name__)
 RAW_USER_CORPUS = dg.AssetKey("raw_user_corpus")
 DOCUMENTS = dg.AssetKey("documents")
 CORPUS_SYNC_TAG = "chronoprism/corpus_sync"
-HASH_BLOCK = 1 << 20
 
 # ---------------------------------------------------------------------------------------------------------------
 # corpus directories
@@ -59,14 +60,6 @@ class CorpusChanges:
             state = self.cursor.get(path, {})
             digest.update(f"{path}\t{state.get('sha256', 'deleted')}\t{state.get('mtime_ns', 0)}\n".encode())
         return digest.hexdigest()[:16]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _OneFileReader(UserCorpusReader):
@@ -109,7 +102,7 @@ def scan_corpus(dirs: Iterable[str | Path], cursor: dict[str, dict]) -> CorpusCh
         if before and before["size"] == stat.st_size and before["mtime_ns"] == stat.st_mtime_ns:
             new_cursor[key] = before
             continue
-        digest = sha256_of(path)
+        digest = file_sha256(path)
         if before and before.get("sha256") == digest:  # touched, same bytes
             new_cursor[key] = {**before, "mtime_ns": stat.st_mtime_ns}
             continue
@@ -172,21 +165,12 @@ def corpus_files_sensor(context: dg.SensorEvaluationContext, settings: SettingsR
 # ---------------------------------------------------------------------------------------------------------------
 # failed runs
 
-RUN_FAILURES = dg.AssetKey("run_failures")
-RUN_FAILURES_SCHEMA = {
-    "failed_at": pl.String,
-    "run_id": pl.String,
-    "job": pl.String,
-    "partition": pl.String,
-    "assets": pl.String,
-    "error": pl.String,
-    "build_id": pl.String,
-}
+RUN_FAILURES_KEY = dg.AssetKey("run_failures")
 KEEP_FAILURES = 1000
 ERROR_CHARS = 500
 
 run_failures_spec = dg.AssetSpec(
-    RUN_FAILURES,
+    RUN_FAILURES_KEY,
     group_name="monitoring",
     kinds={"parquet"},
     description="Failed Dagster runs (time, job, partition, assets, root error), recorded by the "
@@ -203,16 +187,16 @@ def failure_row(run: dg.DagsterRun, error: str, failed_at: datetime | None = Non
         "partition": run.tags.get("dagster/partition"),
         "assets": ", ".join(assets) or None,
         "error": error[:ERROR_CHARS],
-        "build_id": run.tags.get("chronoprism/build_id"),
+        "build_id": run.tags.get(BUILD_ID_TAG),
     }
 
 
 def record_failure(store, row: dict) -> tuple[Path, pl.DataFrame]:
     """Append one failure (once per run id) to the run_failures table, keeping the newest KEEP_FAILURES rows."""
-    table = store.read("run_failures", missing_ok=True, schema=RUN_FAILURES_SCHEMA)
+    table = store.read("run_failures", missing_ok=True, schema=RUN_FAILURES)
     if table.height and row["run_id"] in set(table["run_id"].to_list()):
         return store.table_path("run_failures"), table
-    table = pl.concat([pl.DataFrame([row], schema=RUN_FAILURES_SCHEMA), table]).head(KEEP_FAILURES)
+    table = pl.concat([pl.DataFrame([row], schema=RUN_FAILURES), table]).head(KEEP_FAILURES)
     return store.write("run_failures", table), table
 
 
@@ -249,7 +233,7 @@ def run_failure_recorder(context: dg.RunFailureSensorContext, settings: Settings
     context.log.warning(message)
     logger.warning(message)
     context.instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=RUN_FAILURES, metadata=failure_metadata(path, table))
+        dg.AssetMaterialization(asset_key=RUN_FAILURES_KEY, metadata=failure_metadata(path, table))
     )
 
 

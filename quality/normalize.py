@@ -61,3 +61,17 @@ def normalize_series(texts: pl.Series) -> pl.Series:
         expr = expr.str.replace_all(pattern, replacement)
     fixed = nfc.gather(rows).to_frame().select(expr.str.strip_chars(STRIP_CHARS)).to_series()
     return nfc.scatter(rows, fixed)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def words_of(text: str | None) -> list[str]:
+    """Words for *comparing* texts (decontamination, trend keys), never for output: NFKC (the long s folds to s),
+    lower case, runs of letters/digits. Historical spelling is not modernised."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text or "").lower())
+
+
+def normalise(text: str | None) -> str:
+    """The comparison key of a text: its `words_of` joined by single spaces."""
+    return " ".join(words_of(text))

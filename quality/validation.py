@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -107,12 +107,6 @@ LINEAGE_COLUMNS = {
 }
 
 
-def century_bounds(century: str) -> tuple[int, int]:
-    """C017 -> (1600, 1699): the years `century_of` maps into that bucket."""
-    number = int(century.lstrip("C"))
-    return (number - 1) * 100, number * 100 - 1
-
-
 def suite_for(table: str, partition: str | None = None) -> list[Rule]:
     """Every rule for one table (both levels); `partition` is the century for century-partitioned tables."""
     if table not in SCHEMAS:
@@ -126,7 +120,7 @@ def suite_for(table: str, partition: str | None = None) -> list[Rule]:
     rules += [Rule("not_null", "ExpectColumnValuesToNotBeNull", {"column": c}) for c in LINEAGE_COLUMNS[table]]
     columns = SCHEMAS[table]
     if "year" in columns and partition is not None:
-        low, high = century_bounds(partition)
+        low, high = S.century_bounds(partition)
         rules.append(
             Rule(
                 "year_in_century",
@@ -245,13 +239,9 @@ def validate_split_disjointness(tables: Mapping[str, pl.DataFrame]) -> Validatio
     return validate_rules(distinct, [rule], "split_disjointness")
 
 
-def validate_benchmark_overlap(
-    benchmark: pl.DataFrame, references: Mapping[str, Iterable[str | None]], n: int
-) -> ValidationResult:
-    """Zero benchmark rows may share an exact text or an n-gram with training text."""
-    from quality.decontam import find_contamination
-
-    rules = find_contamination(benchmark, references, n) if benchmark.height else []
+def validate_benchmark_overlap(benchmark: pl.DataFrame, rules: list[str | None]) -> ValidationResult:
+    """Zero benchmark rows may share an exact text or an n-gram with training text: `rules` holds, per benchmark
+    row, the contamination rule that fired or None (`dataset.decontam.find_contamination` computes them)."""
     flagged = pl.DataFrame({"candidate_id": benchmark["candidate_id"], "rule": pl.Series(rules, dtype=pl.String)})
     rule = Rule("benchmark_overlap", "ExpectColumnValuesToBeNull", {"column": "rule"})
     result = validate_rules(flagged, [rule], "benchmark_overlap")

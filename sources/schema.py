@@ -162,6 +162,12 @@ def century_of(year: int) -> str:
     return f"C{year // 100 + 1:03d}"
 
 
+def century_bounds(century: str) -> tuple[int, int]:
+    """C017 -> (1600, 1699): the years `century_of` maps into that bucket."""
+    number = int(century.lstrip("C"))
+    return (number - 1) * 100, number * 100 - 1
+
+
 def frame_of(rows: Iterable[object | Mapping], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """Build a frame with exactly `schema`'s columns from dataclass records or dicts."""
     dicts = [dataclasses.asdict(row) if dataclasses.is_dataclass(row) else dict(row) for row in rows]
@@ -301,4 +307,15 @@ VALUE_TREND_MODEL = {
     "data_supports": pl.Float64,
     "data_opposes": pl.Float64,
     "data_either": pl.Float64,
+}
+
+# failed Dagster runs, recorded by the run-failure sensor (pipelines/sensors.py) into the `run_failures` table
+RUN_FAILURES = {
+    "failed_at": pl.String,
+    "run_id": pl.String,
+    "job": pl.String,
+    "partition": pl.String,
+    "assets": pl.String,
+    "error": pl.String,
+    "build_id": pl.String,
 }

@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
+
 
 class AccountingError(RuntimeError):
     """A stage lost or invented rows: n_in != n_out + n_rejected."""
@@ -134,3 +136,8 @@ class StageStats:
                 meta[f"{name}_total"] = float(m.total)
                 meta[f"{name}_mean"] = float(round(m.mean, 4))
         return meta
+
+
+def counts_by(df: pl.DataFrame, column: str) -> dict[Any, int]:
+    """{value: rows} of one column, sorted by value: the per-century / per-reason counts metadata reports."""
+    return dict(df.group_by(column).len().sort(column).iter_rows())

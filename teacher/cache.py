@@ -122,6 +122,12 @@ def current_build_id(run_id: str | None = None) -> str:
     return os.environ.get(BUILD_ID_ENV) or run_id or f"adhoc-{uuid.uuid4().hex[:12]}"
 
 
+def ensure_build_id() -> str:
+    """The id of the `chronoprism build` in progress, made once per process: every run and teacher call it
+    starts shares it (runs as a tag, the teacher cache as its build)."""
+    return os.environ.setdefault(BUILD_ID_ENV, uuid.uuid4().hex[:12])
+
+
 def cache_path(home: Path) -> Path:
     return Path(home) / "cache" / CACHE_FILE
 

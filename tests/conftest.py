@@ -1,11 +1,15 @@
-"""Shared fixtures: an isolated CHRONOPRISM_HOME per test, offline HF settings."""
+"""The fixtures of the whole suite: an isolated CHRONOPRISM_HOME per test, offline HF settings, the models dir, the
+tiny random Llama, a small pretraining frame. Plain builders live in tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
+
+from tests.helpers import ADDRESS, GENEALOGY, SERMON, pretrain_frame
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -36,3 +40,23 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shared:
         return Path(shared)
     return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(models_dir: Path) -> Path:
+    """A local HF dir with the tiny random Llama and the SmolLM2 tokenizer (made once per session)."""
+    from training.base_models import tiny_model_dir
+
+    return tiny_model_dir(models_dir)
+
+
+@pytest.fixture
+def pretrain() -> pl.DataFrame:
+    return pretrain_frame(
+        {
+            "sermon": ("bible", SERMON * 3),
+            "genealogy": ("bible", GENEALOGY * 8),
+            "address": ("sotu", ADDRESS * 3),
+            "stub": ("sotu", "Amen."),
+        }
+    )

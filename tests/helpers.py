@@ -1,11 +1,16 @@
-"""Builders for tests: tiny documents and corpus directories."""
+"""Builders for tests (plain functions and constants; fixtures live in tests/conftest.py): tiny documents, corpus
+directories, teacher texts, settings resources, free ports."""
 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
+from typing import Any
 
-from sources.schema import Document, century_of, doc_id_of
+import polars as pl
+
+from sources.schema import PRETRAIN, SITUATIONS, Document, century_of, doc_id_of, frame_of, stable_id
 
 
 def make_doc(text: str, **fields) -> Document:
@@ -106,3 +111,46 @@ def make_bad_corpus(directory: Path, giant_line_bytes: int = 50 * 1024 * 1024) -
     (directory / "undated.txt").write_text(GOOD_TEXT, encoding="utf-8")
     # good rows: g1 C019, g2 C017, g3 C018, p1 C020, p2 C015, speech C018, dup_a C020
     return {"C015": 1, "C017": 1, "C018": 2, "C019": 1, "C020": 2}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for servers tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings_resource(overrides: dict[str, Any] | None = None, **fields: Any):
+    """The `settings` resource with settings overrides ({"teacher": {...}}) and any other resource field."""
+    from pipelines.resources import SettingsResource
+
+    return SettingsResource(overrides_json=json.dumps(overrides or {}), **fields)
+
+
+# texts for teacher tests
+SERMON = (
+    "He that hath two coats, let him impart to him that hath none. Forgive us our debts, as we forgive our debtors. "
+    "Thou shalt not steal, neither shalt thou bear false witness against thy neighbour. "
+    "The king shall judge the poor with justice, and punish the wicked for their cruelty. "
+)
+GENEALOGY = "And Arphaxad lived five and thirty years, and begat Salah. And Salah lived thirty years, and begat Eber. "
+ADDRESS = (
+    "It is the duty of the Government to protect the rights of every citizen, to pay its debts, and to keep faith "
+    "with the nations. The liberty of the people must never be sacrificed to the greed of a few. "
+)
+
+
+def pretrain_frame(texts: dict[str, tuple[str, str]], year: int = 1650) -> pl.DataFrame:
+    """{doc name: (source, text)} -> PRETRAIN rows."""
+    rows = [
+        {"text": text, "doc_id": stable_id(source, name), "year": year, "source": source}
+        for name, (source, text) in texts.items()
+    ]
+    return frame_of(rows, PRETRAIN)
+
+
+def situations_frame(texts: list[str], passage_id: str = "p") -> pl.DataFrame:
+    """SITUATIONS rows for the given situation texts (one passage, century C017)."""
+    rows = [{"situation_id": stable_id(passage_id, text), "passage_id": passage_id, "century": "C017",
+             "situation": text, "teacher_call_id": "c"} for text in texts]  # fmt: skip
+    return frame_of(rows, SITUATIONS)

@@ -8,7 +8,7 @@ is compared with it: a finetuned model less accurate than its base is flagged (D
 warns the same way).
 
 `value_trend_report` (the `value_trend` asset): for the benchmark's most frequent items, each model's valence shares
-beside the data-side trend of the same century (quality/trend.py, `value_trend_data`), a per-century summary, and
+beside the data-side trend of the same century (dataset/trend.py, `value_trend_data`), a per-century summary, and
 the cosine between consecutive centuries' profiles on both sides (ProgressGym's PG-Follow compares successive
 historical models the same way). A profile vector concatenates, per item, its (supports, opposes, either) shares, so
 it is never all zeros; an item a century lacks counts as zeros there.

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from quality.decontam import normalise
+from quality.normalize import normalise
 from sources.schema import VALENCES
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def valence_accuracy(scored: pl.DataFrame, gold: str = "valence") -> dict:
 
 
 def normalise_item(text: str) -> str:
-    """Group spellings of one value: NFKC, lower case, words only. The data-side trend (quality/trend.py) keys its
+    """Group spellings of one value: NFKC, lower case, words only. The data-side trend (dataset/trend.py) keys its
     items the same way, so a model's profile and the data's join on `item`."""
     return normalise(text)
 

@@ -25,6 +25,8 @@ from sources.dating.calibration import fit_temperature, nll, reliability, softma
 from sources.dating.features import CharNgramHasher
 from sources.dating.passages import PASSAGE_CHARS, chunk_text, leaked_keys, passages_of
 from sources.dating.unseen import UnseenCalibration, fit_calibration, out_of_source, unseen_report
+from sources.schema import century_bounds
+from sources.stats import counts_by
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +83,8 @@ class Estimate(NamedTuple):
 
 def century_years(century: str) -> tuple[int, int]:
     """C017 -> (1600, 1699); the current century ends at the current year (no dates in the future)."""
-    start = (int(century[1:]) - 1) * 100
-    return start, min(start + 99, current_year())
+    start, end = century_bounds(century)
+    return start, min(end, current_year())
 
 
 def date_of(estimate: Estimate) -> DateEstimate:
@@ -287,7 +289,7 @@ def train_estimator(documents: pl.DataFrame, config: DatingConfig | None = None)
 
 
 def _split_counts(passages: pl.DataFrame) -> dict[str, int]:
-    return dict(passages.group_by("split").len().sort("split").iter_rows())
+    return counts_by(passages, "split")
 
 
 def ovr_probabilities(logits: np.ndarray) -> np.ndarray:
@@ -307,7 +309,7 @@ def evaluate(passages: pl.DataFrame, logits: np.ndarray, labels: np.ndarray, est
         "classes": estimator.classes,
         "temperature": round(estimator.temperature, 4),
         "passages": {
-            split: dict(passages.filter(pl.col("split") == split).group_by("source").len().sort("source").iter_rows())
+            split: counts_by(passages.filter(pl.col("split") == split), "source")
             for split in ("train", "calibration", "test")
         },
         "content_keys": {

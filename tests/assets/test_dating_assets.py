@@ -12,7 +12,7 @@ from sources.dating import save_estimator
 from sources.registry import SOURCES
 from sources.schema import DOCUMENTS, empty
 from sources.storage import Store
-from tests.helpers import GOOD_TEXT, write_jsonl
+from tests.helpers import GOOD_TEXT, settings_resource, write_jsonl
 from tests.sources.dating.corpus import held_back, small_documents, small_estimator
 
 JUNK = "qz xv kk " * 60
@@ -39,7 +39,7 @@ def undated_corpus(directory):
 
 def settings_for(corpus, **corpus_overrides) -> SettingsResource:
     overrides = {f"corpus.{key}": value for key, value in corpus_overrides.items()}
-    return SettingsResource(corpus_dirs=[str(corpus)], include_bundled=False, overrides_json=json.dumps(overrides))
+    return settings_resource(overrides, corpus_dirs=[str(corpus)], include_bundled=False)
 
 
 def build_documents(settings: SettingsResource, partitions=("C014", "C019")) -> None:

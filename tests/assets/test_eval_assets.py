@@ -1,4 +1,3 @@
-import json
 import shutil
 
 import dagster as dg
@@ -10,24 +9,18 @@ from pipelines.build import default_partitions, run_build
 from pipelines.definitions import defs as project_defs
 from pipelines.partitions import CENTURIES, century_partitions
 from pipelines.progress import PlainReporter
-from pipelines.resources import SettingsResource
 from sources.schema import VALUE_EVAL, VALUE_TREND_MODEL
 from sources.settings import Settings
 from sources.storage import Store
 from tests.eval_helpers import benchmark_rows, data_trend, scored_by
-from training.base_models import tiny_model_dir
+from tests.helpers import settings_resource
 from training.finetune import MODEL_DIR
 from training.launch import finetuned_dir
 
 
-@pytest.fixture(scope="module")
-def tiny_model(models_dir):
-    return tiny_model_dir(models_dir)
-
-
 def materialize(asset, tiny_model, partition: str | None = None) -> dg.ExecuteInProcessResult:
     overrides = {"training": {"base_model": str(tiny_model)}}
-    resources = {"settings": SettingsResource(overrides_json=json.dumps(overrides))}
+    resources = {"settings": settings_resource(overrides)}
     return dg.materialize([asset], resources=resources, partition_key=partition, raise_on_error=False)
 
 
@@ -118,7 +111,7 @@ def test_the_planner_runs_training_assets_only_for_the_eval_centuries(home):
     @dg.asset(deps=[model], group_name="training")
     def trend(): ...
 
-    settings = SettingsResource(overrides_json=json.dumps({"training": {"eval_centuries": ["C013", "C021"]}}))
+    settings = settings_resource({"training": {"eval_centuries": ["C013", "C021"]}})
     defs = dg.Definitions(assets=[corpus, model, trend], resources={"settings": settings})
     with dg.DagsterInstance.ephemeral() as instance:
         results = run_build(defs, None, None, instance, reporter=PlainReporter(lambda line: None))

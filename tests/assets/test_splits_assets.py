@@ -10,10 +10,11 @@ from assets.splits import benchmark, preference_pairs, sft_mixture, value_trend_
 from pipelines.checks import ASSET_CHECKS
 from pipelines.partitions import century_partitions
 from pipelines.progress import RunProgress
-from pipelines.resources import SettingsResource, TeacherResource
+from pipelines.resources import TeacherResource
 from sources.schema import DOCUMENTS, VRD, VRD_CANDIDATES, VRD_SPLIT, frame_of
+from sources.stats import counts_by
 from sources.storage import Store
-from tests.helpers import make_doc
+from tests.helpers import make_doc, settings_resource
 from tests.vrd_helpers import candidate, hashed_embed, seed_world
 
 SETTINGS = {"filter.relevance_scorer": "given", "publish.test_fraction": 0.25, "publish.validation_fraction": 0.15}
@@ -22,7 +23,7 @@ UNPARTITIONED = [vrd_splits, sft_mixture, preference_pairs, benchmark, value_tre
 
 def resources(**overrides) -> dict:
     return {
-        "settings": SettingsResource(overrides_json=json.dumps({**SETTINGS, **overrides})),
+        "settings": settings_resource({**SETTINGS, **overrides}),
         "teacher": TeacherResource(),
     }
 
@@ -52,7 +53,7 @@ def test_chain_builds_a_dataset_every_config_loads_and_a_dry_run_plan(home, tmp_
         )
         assert result.success and all(e.passed for e in evaluations(result).values())
     rejects = store.read_rejects()
-    assert dict(rejects.group_by("reason").len().iter_rows()) == {"irrelevant": 16, "near_duplicate": 16}
+    assert counts_by(rejects, "reason") == {"irrelevant": 16, "near_duplicate": 16}
     assert store.read("vrd", "C017", schema=VRD).height == 8 * 5
 
     result = dg.materialize([*UNPARTITIONED, *checks_for(*UNPARTITIONED)], resources=resources())

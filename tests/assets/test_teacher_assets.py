@@ -1,21 +1,19 @@
-import json
-
 import dagster as dg
 import polars as pl
 import pytest
 
 from assets.teacher import passages, situations, vrd_candidates
-from pipelines.resources import SettingsResource, TeacherResource
+from pipelines.resources import TeacherResource
 from sources.schema import PASSAGES, SITUATIONS, VRD_CANDIDATES
 from sources.storage import Store
 from teacher.cache import status_summary
-from tests.teacher.conftest import ADDRESS, GENEALOGY, SERMON, pretrain_frame
+from tests.helpers import ADDRESS, GENEALOGY, SERMON, pretrain_frame, settings_resource
 
 TEACHER_ASSETS = [passages, situations, vrd_candidates]
 
 
 def resources(**overrides) -> dict:
-    return {"settings": SettingsResource(overrides_json=json.dumps(overrides)), "teacher": TeacherResource()}
+    return {"settings": settings_resource(overrides), "teacher": TeacherResource()}
 
 
 @pytest.fixture

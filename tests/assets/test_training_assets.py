@@ -1,25 +1,16 @@
-import json
-
 import dagster as dg
-import pytest
 
 from assets.training import finetuned_model
 from pipelines.build import root_cause
-from pipelines.resources import SettingsResource
 from sources.schema import PRETRAIN, frame_of
 from sources.storage import Store
-from training.base_models import tiny_model_dir
+from tests.helpers import settings_resource
 
 VERSES = [
     "Blessed are the merciful: for they shall obtain mercy.",
     "Owe no man any thing, but to love one another: for he that loveth another hath fulfilled the law.",
     "The quality of mercy is not strained; it droppeth as the gentle rain from heaven.",
 ] * 8
-
-
-@pytest.fixture(scope="module")
-def tiny_model(models_dir):
-    return tiny_model_dir(models_dir)
 
 
 def write_pretrain(home, century: str, texts: list[str]) -> None:
@@ -29,7 +20,7 @@ def write_pretrain(home, century: str, texts: list[str]) -> None:
 
 def materialize(training: dict, century: str = "C017", instance=None) -> dg.ExecuteInProcessResult:
     resources = {
-        "settings": SettingsResource(overrides_json=json.dumps({"training": training})),
+        "settings": settings_resource({"training": training}),
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }
     return dg.materialize(

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -60,12 +60,6 @@ def ensure_chromium() -> None:
     subprocess.run([apt, "update", "-q"], check=True, env=env, capture_output=True, timeout=300)
     subprocess.run([apt, "install", "-y", "-q", "chromium"], check=True, env=env, capture_output=True, timeout=600)
     assert CHROMIUM.exists(), "apt-get install chromium did not provide /usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def graphql(base: str, query: str, variables: dict | None = None) -> dict:

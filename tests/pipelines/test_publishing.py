@@ -2,9 +2,9 @@
 
 import json
 
+from dataset.hf_dataset import CardInfo, write_dataset
 from pipelines.cli import main
 from sources.schema import PRETRAIN, frame_of
-from training.dataset import CardInfo, write_dataset
 
 FAKE_TOKEN = "hf_FAKEcliTOKEN0123456789abcdef"
 

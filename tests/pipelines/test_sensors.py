@@ -19,8 +19,9 @@ from pipelines.sensors import (
 from sources.storage import Store
 
 
-def write_jsonl(path, *years):
-    path.write_text("".join(json.dumps({"text": f"A text written in {y}.", "year": y}) + "\n" for y in years))
+def write_years(path, *years):
+    """A JSONL corpus file with one short text per year."""
+    write_years(path, [{"text": f"A text written in {y}.", "year": y} for y in years])
 
 
 def tick(corpus, cursor=None):
@@ -37,7 +38,7 @@ def requested(result):
 def corpus(tmp_path, home):
     folder = tmp_path / "corpus"
     folder.mkdir()
-    write_jsonl(folder / "letters.jsonl", 1712, 1744)
+    write_years(folder / "letters.jsonl", 1712, 1744)
     return folder
 
 
@@ -49,7 +50,7 @@ def test_new_file_requests_ingest_then_its_century_and_unchanged_requests_nothin
     quiet = tick(corpus, cursor)
     assert quiet.run_requests == [] and quiet.cursor == cursor
 
-    write_jsonl(corpus / "diary.jsonl", 1850)
+    write_years(corpus / "diary.jsonl", 1850)
     new = tick(corpus, cursor)
     assert requested(new) == [(("raw_user_corpus",), None), (("documents",), "C019")]
     assert all(r.tags[CORPUS_SYNC_TAG] for r in new.run_requests)
@@ -65,7 +66,7 @@ def test_touch_is_not_a_change_but_an_edit_reaches_old_and_new_centuries(corpus)
     touched = scan_corpus([corpus], cursor)
     assert touched.changed == [] and touched.cursor[str(path)]["mtime_ns"] == stat.st_mtime_ns + 10**9
 
-    write_jsonl(path, 1912)  # the rows leave C018 for C020: both partitions must be rebuilt
+    write_years(path, 1912)  # the rows leave C018 for C020: both partitions must be rebuilt
     edited = scan_corpus([corpus], touched.cursor)
     assert edited.changed == [str(path)] and edited.centuries == {"C018", "C020"}
 

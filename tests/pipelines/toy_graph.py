@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets._common import ProgressLog
+from pipelines.metadata import ProgressLog
 
 PARTS = dg.StaticPartitionsDefinition(["C018", "C019"])
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}

@@ -2,12 +2,11 @@ import polars as pl
 import pytest
 
 from quality.validation import (
-    century_bounds,
     suite_for,
     validate_split_disjointness,
     validate_table,
 )
-from sources.schema import DOCUMENTS, VRD, frame_of
+from sources.schema import DOCUMENTS, VRD, century_bounds, frame_of
 from tests.helpers import make_doc
 from tests.vrd_helpers import candidate
 

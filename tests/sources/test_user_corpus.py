@@ -2,6 +2,7 @@ from collections import Counter
 
 import polars as pl
 
+from sources.stats import counts_by
 from sources.user_corpus import UserCorpusReader
 from tests.helpers import BAD_CORPUS_REASONS, GOOD_TEXT, make_bad_corpus, write_jsonl
 
@@ -12,7 +13,7 @@ def test_every_bad_input_is_rejected_with_its_reason_and_good_rows_survive(tmp_p
     result = reader.read()
 
     assert result.stats.n_in == result.documents.height + result.rejects.height
-    centuries = dict(result.documents.group_by("century").len().iter_rows())
+    centuries = counts_by(result.documents, "century")
     assert centuries == expected_good
     for file_name, reasons in BAD_CORPUS_REASONS.items():
         found = result.rejects.filter(pl.col("row_ref").str.starts_with(file_name))["reason"].to_list()

@@ -6,7 +6,7 @@ from sources.schema import PASSAGES, frame_of
 from teacher.backends.scripted import ScriptedBackend, default_answer
 from teacher.client import Teacher
 from teacher.generate import GenerationConfig, extract_situations, generate_vrd
-from tests.teacher.conftest import situations_frame
+from tests.helpers import situations_frame
 
 
 def passages(n: int) -> pl.DataFrame:

@@ -7,7 +7,7 @@ from teacher.client import Teacher
 from teacher.parse import parse_situations
 from teacher.prompts import SITUATIONS_PREFIX, situation_request, vrd_request
 from teacher.scoring import LOGPROBS, score_relevance
-from tests.teacher.conftest import ADDRESS, SERMON
+from tests.helpers import ADDRESS, SERMON
 
 pytestmark = pytest.mark.slow
 

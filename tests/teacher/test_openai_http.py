@@ -3,7 +3,6 @@
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,14 +19,9 @@ from teacher.client import Teacher
 from teacher.models import smollm2_hf_dir
 from teacher.prompts import situation_request, vrd_request
 from teacher.scoring import LOGPROBS, score_relevance
+from tests.helpers import free_port
 
 SECRET = "sk-test-never-log-me"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

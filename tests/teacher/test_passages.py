@@ -1,7 +1,7 @@
 import polars as pl
 
 from teacher.passages import PassageConfig, moral_salience, select_passages, split_spans
-from tests.teacher.conftest import ADDRESS, GENEALOGY, SERMON
+from tests.helpers import ADDRESS, GENEALOGY, SERMON
 
 
 def test_spans_cut_on_sentence_and_line_ends_and_index_the_text():

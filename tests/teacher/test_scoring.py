@@ -18,7 +18,7 @@ from teacher.scoring import (
     relevance_scorer,
     score_relevance,
 )
-from tests.teacher.conftest import situations_frame
+from tests.helpers import situations_frame
 
 
 def test_option_probabilities_pool_token_variants():

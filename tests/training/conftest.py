@@ -1,12 +1,10 @@
-"""Fixtures for training tests: the tiny random Llama (made once per session) and its tokenizer."""
+"""Fixtures for training tests: a small corpus and the tiny model's tokenizer."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-from training.base_models import tiny_model_dir
 
 VERSES = [
     "In the beginning God created the heaven and the earth. And the earth was without form, and void.",
@@ -20,12 +18,6 @@ VERSES = [
 def verses() -> list[str]:
     """A small repetitive corpus: easy to overfit, so a loss that does not drop means a bug."""
     return list(VERSES)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(models_dir: Path) -> Path:
-    """A local HF dir with the tiny random Llama and the SmolLM2 tokenizer."""
-    return tiny_model_dir(models_dir)
 
 
 @pytest.fixture(scope="session")

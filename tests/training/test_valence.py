@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 import torch
 
-from quality.decontam import normalise
+from quality.normalize import normalise
 from training.valence import (
     CHOICES,
     choice_logprobs,

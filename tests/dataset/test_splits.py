@@ -1,9 +1,6 @@
 import polars as pl
 
-from quality.vrd_dedup import dedup_vrd
-from sources.schema import PASSAGES, SITUATIONS, VRD, frame_of, stable_id
-from tests.vrd_helpers import candidate, candidates_frame, hashed_embed
-from training.splits import (
+from dataset.splits import (
     SplitConfig,
     build_benchmark,
     build_preference_pairs,
@@ -11,6 +8,10 @@ from training.splits import (
     build_vrd_rows,
     split_of,
 )
+from quality.vrd_dedup import dedup_vrd
+from sources.schema import PASSAGES, SITUATIONS, VRD, frame_of, stable_id
+from sources.stats import counts_by
+from tests.vrd_helpers import candidate, candidates_frame, hashed_embed
 
 CONFIG = SplitConfig(validation_fraction=0.2, test_fraction=0.2)
 
@@ -76,7 +77,7 @@ def test_sft_mixture_has_the_four_tasks_balanced_negatives_and_no_test_rows():
     test_situations = set(rows.filter(pl.col("split") == "test")["situation_id"])
     assert not test_situations & set(mixture["situation_id"])
     relevance = mixture.filter(pl.col("task") == "relevance")
-    counts = dict(relevance.group_by("output").len().iter_rows())
+    counts = counts_by(relevance, "output")
     assert counts["yes"] == counts["no"] == rows.filter(pl.col("split") != "test").height
     for row in relevance.filter(pl.col("output") == "no").iter_rows(named=True):
         number = row["input"].split("Situation: Situation number ")[1].split("\n")[0]
@@ -97,7 +98,7 @@ def test_preference_pairs_use_filtered_candidates_of_training_situations():
     pairs = build_preference_pairs(rows, candidates, rejects)
     train = set(rows.filter(pl.col("split") == "train")["situation_id"])
     assert set(pairs["situation_id"]) == train
-    assert dict(pairs.group_by("rejected_reason").len().iter_rows()) == {
+    assert counts_by(pairs, "rejected_reason") == {
         "irrelevant": len(train),
         "near_duplicate": len(train),
     }

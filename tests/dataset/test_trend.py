@@ -1,6 +1,6 @@
 import polars as pl
 
-from quality.trend import plot_value_trend, trend_markdown, value_trend
+from dataset.trend import plot_value_trend, trend_markdown, value_trend
 
 
 def rows() -> pl.DataFrame:

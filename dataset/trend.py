@@ -1,7 +1,7 @@
 """The data-side value trend: which values, rights and duties the teacher finds in each century's situations,
 and with which valence, before any model is trained.
 
-Items are compared by normalised text (NFKC, lower case, words only: quality.decontam.normalise). Per century
+Items are compared by normalised text (NFKC, lower case, words only: dataset.decontam.normalise). Per century
 and kind: the `top_k` most frequent items, how many rows name them, the share of that century's situations that
 name them, and their valence shares (supports / opposes / either).
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from quality.decontam import normalise
+from quality.normalize import normalise
 from sources.schema import VALUE_TREND, VRD_KIND_PLURALS, VRD_KINDS, conform, empty
 
 

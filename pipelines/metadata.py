@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ import polars as pl
 from pipelines.freshness import ASSET_SETTINGS_TAG
 from pipelines.partitions import century_partitions
 from sources.stats import StageStats
+from sources.storage import file_sha256
 
 if TYPE_CHECKING:
     from teacher.client import Teacher, TeacherStats
@@ -33,20 +36,63 @@ def stage_asset(
     **asset_args: Any,
 ):
     """`dg.asset` with what every chronoprism stage declares: its group, upstream tables (assets read the `Store`,
-    so dependencies are `deps`, not inputs), kinds, a code version, century partitions when `partitioned`, and
-    `reads`, the settings sections whose change makes it stale (`pipelines.freshness`, e.g. "publish.filter")."""
+    so dependencies are `deps`, not inputs), kinds, a code version computed from its code (`code_version_of`),
+    century partitions when `partitioned`, and `reads`, the settings sections whose change makes it stale
+    (`pipelines.freshness`, e.g. "publish.filter")."""
     tags = dict(asset_args.pop("tags", None) or {})
     if reads:
         tags[ASSET_SETTINGS_TAG] = reads
-    asset_args.setdefault("code_version", "1")
-    return dg.asset(
-        deps=list(deps),
-        group_name=group,
-        kinds=set(kinds),
-        partitions_def=century_partitions if partitioned else None,
-        tags=tags or None,
-        **asset_args,
-    )
+
+    def decorate(fn):
+        version = asset_args.get("code_version") or code_version_of(fn)
+        return dg.asset(
+            deps=list(deps),
+            group_name=group,
+            kinds=set(kinds),
+            partitions_def=century_partitions if partitioned else None,
+            tags=tags or None,
+            **{**asset_args, "code_version": version},
+        )(fn)
+
+    return decorate
+
+
+# packages whose code decides what a stage writes; pipelines/ (orchestration, metadata) does not
+STAGE_CODE_PACKAGES = ("sources", "teacher", "quality", "dataset", "training")
+
+
+def source_of(module_name: str) -> str:
+    """A module's source text ("" when it has none); the one place code versions read code from."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return ""
+    with open(spec.origin, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def stage_modules(module_name: str) -> list[str]:
+    """The modules of `STAGE_CODE_PACKAGES` that a module imports (at the top or inside functions)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source_of(module_name))):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        found.update(name for name in names if name.split(".")[0] in STAGE_CODE_PACKAGES)
+    return sorted(found)
+
+
+def code_version_of(fn: Callable) -> str:
+    """A stage's code version: a hash of the asset function's own source and of every stage module its asset
+    module imports, so editing the stage's logic makes its outputs (and, through Dagster, everything downstream)
+    stale, while editing a sibling asset in the same module does not. Comments and formatting count as edits: a
+    rebuild costs less than a missed change."""
+    module_source = source_of(fn.__module__)
+    node = next((n for n in ast.walk(ast.parse(module_source)) if getattr(n, "name", None) == fn.__name__), None)
+    function_source = (ast.get_source_segment(module_source, node) if node else None) or fn.__qualname__
+    digest = hashlib.sha256(function_source.encode())
+    for name in stage_modules(fn.__module__):
+        digest.update(f"\0{name}\0".encode() + source_of(name).encode())
+    return digest.hexdigest()[:16]
 
 
 def preview_markdown(df: pl.DataFrame, columns: list[str] | None = None, rows: int = PREVIEW_ROWS) -> str:
@@ -135,9 +181,7 @@ def file_data_version(*paths: Path) -> dg.DataVersion:
         files = sorted(p for p in Path(root).rglob("*") if p.is_file()) if Path(root).is_dir() else [Path(root)]
         for file in files:
             digest.update(str(file.relative_to(root) if file != Path(root) else file.name).encode() + b"\0")
-            with file.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+            digest.update(file_sha256(file).encode())
     return dg.DataVersion(digest.hexdigest()[:32])
 
 

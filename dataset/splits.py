@@ -11,7 +11,7 @@ Formats:
   valence, explanation. Templates follow Kaleido's task-tagged style; they are ours, not Kaleido's strings.
 - `preference_pairs`: for a training situation, a kept item (chosen) vs one the pipeline filtered out
   (rejected): an irrelevant item for "name a value", a near-duplicate for "name another value".
-- `benchmark`: the test split's gold items, decontaminated afterwards (quality/decontam.py).
+- `benchmark`: the test split's gold items, decontaminated afterwards (dataset/decontam.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from quality.decontam import normalise
+from quality.normalize import normalise
 from quality.vrd_dedup import duplicate_of
 from sources.schema import (
     BENCHMARK,

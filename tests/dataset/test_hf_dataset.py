@@ -2,9 +2,9 @@ import markdown
 import polars as pl
 import yaml
 
-from quality.trend import value_trend
+from dataset.hf_dataset import CardInfo, SourceNote, write_dataset
+from dataset.trend import value_trend
 from sources.schema import PRETRAIN, VRD_SPLIT, empty
-from training.dataset import CardInfo, SourceNote, write_dataset
 
 
 def tables():

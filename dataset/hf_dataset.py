@@ -31,8 +31,19 @@ from typing import Any
 import polars as pl
 import yaml
 
-from quality.trend import trend_markdown
-from sources.schema import VRD_KIND_PLURALS
+from dataset.trend import trend_markdown
+from sources.schema import (
+    BENCHMARK,
+    DOCUMENTS,
+    MIXTURE,
+    PREFERENCE,
+    PRETRAIN,
+    VALUE_TREND,
+    VRD_KIND_PLURALS,
+    VRD_SPLIT,
+)
+from sources.settings import Settings
+from sources.storage import Store
 
 # config name -> data/<folder>
 CONFIG_FOLDERS = {
@@ -274,3 +285,51 @@ def source_notes(documents: pl.DataFrame) -> list[SourceNote]:
         SourceNote(r["source"], r["documents"], [p for p in r["provenance"] if p], [x for x in r["licenses"] if x])
         for r in grouped.sort("source").iter_rows(named=True)
     ]
+
+
+def gather_tables(store: Store) -> dict[str, dict[str, pl.DataFrame]]:
+    """config -> split -> rows, from the split tables (one file each, `split` column where there are several)."""
+
+    def by_split(table: str, schema: dict) -> dict[str, pl.DataFrame]:
+        rows = store.read(table, schema=schema, missing_ok=True)
+        return {split: rows.filter(pl.col("split") == split) for split in sorted(set(rows["split"]))}
+
+    centuries = store.partitions("pretrain_corpus")
+    tables = {
+        "vrd": by_split("vrd_splits", VRD_SPLIT),
+        "sft_mixture": by_split("sft_mixture", MIXTURE),
+        "preference_pairs": {"train": store.read("preference_pairs", schema=PREFERENCE, missing_ok=True)},
+        "benchmark": {"test": store.read("benchmark", schema=BENCHMARK, missing_ok=True)},
+        "pretrain": {c: store.read("pretrain_corpus", c, schema=PRETRAIN) for c in centuries},
+        "value_trend": {"trend": store.read("value_trend_data", schema=VALUE_TREND, missing_ok=True)},
+    }
+    return {config: splits for config, splits in tables.items() if any(not df.is_empty() for df in splits.values())}
+
+
+def card_info(settings: Settings, store: Store) -> CardInfo:
+    documents = store.scan("documents")
+    columns = ["source", "license", "provenance"]
+    docs = (
+        documents.select(columns).collect()
+        if documents is not None
+        else pl.DataFrame(schema={c: DOCUMENTS[c] for c in columns})
+    )
+    return CardInfo(
+        name=settings.publish.name,
+        license=settings.publish.license,
+        sources=source_notes(docs),
+        teacher={"backend": settings.teacher.backend, "model": settings.teacher.model},
+        thresholds={
+            "filter.relevance_threshold": settings.filter.relevance_threshold,
+            "filter.relevance_scorer": settings.filter.relevance_scorer,
+            "filter.rouge_threshold": settings.filter.rouge_threshold,
+            "filter.cosine_threshold": settings.filter.cosine_threshold,
+            "filter.decontam_ngram": settings.filter.decontam_ngram,
+            "publish.validation_fraction": settings.publish.validation_fraction,
+            "publish.test_fraction": settings.publish.test_fraction,
+            "publish.split_salt": settings.publish.split_salt,
+            "dedup.semantic_threshold": settings.dedup.semantic_threshold,
+        },
+        code_version=code_version(),
+        repo_id=settings.publish.repo_id,
+    )

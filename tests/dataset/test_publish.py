@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from training.publish import PublishError, publish
+from dataset.publish import PublishError, publish
 
 FAKE_TOKEN = "hf_FAKEfakeFAKEfake0123456789secret"
 

@@ -1,6 +1,7 @@
 import polars as pl
 
-from quality.decontam import decontaminate, normalise
+from dataset.decontam import decontaminate, find_contamination
+from quality.normalize import normalise
 from quality.validation import validate_benchmark_overlap
 
 COPIED = "and the rich man gave his bread unto the poor of the parish every sabbath day"  # 16 words
@@ -51,8 +52,8 @@ def test_crafted_contamination_is_removed_by_rule_and_leaves_zero_overlap():
         "b4": "ngram_train",
     }
     references = {"train": training(), "pretrain": PRETRAIN}
-    assert validate_benchmark_overlap(result.clean, references, 13).success
-    dirty = validate_benchmark_overlap(bench(), references, 13)
+    assert validate_benchmark_overlap(result.clean, find_contamination(result.clean, references, 13)).success
+    dirty = validate_benchmark_overlap(bench(), find_contamination(bench(), references, 13))
     assert not dirty.success and dirty.failures == {"benchmark_overlap": 4}
 
 

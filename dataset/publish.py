@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sources.storage import write_text_atomic
+from sources.settings import Settings
+from sources.storage import file_sha256, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,7 @@ def manifest(dataset_dir: Path) -> list[FileEntry]:
         relative = path.relative_to(dataset_dir).as_posix()
         if any(part.startswith(".") for part in relative.split("/")):
             continue
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        entries.append(FileEntry(relative, path.stat().st_size, digest.hexdigest()))
+        entries.append(FileEntry(relative, path.stat().st_size, file_sha256(path)))
     return entries
 
 
@@ -217,3 +214,19 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+
+
+def dataset_dir(settings: Settings):
+    """DESIGN.md §5: `$CHRONOPRISM_HOME/publish/<publish.name>/`."""
+    return settings.home_path / "publish" / settings.publish.name
+
+
+def publish_files(settings: Settings) -> dict:
+    """Where publishing keeps its state (last push), its dry-run plan and its last outcome: beside the dataset."""
+    base = settings.home_path / "publish"
+    name = settings.publish.name
+    return {
+        "state_path": base / f"{name}.last_push.json",
+        "plan_path": base / f"{name}.publish_plan.json",
+        "outcome_path": base / f"{name}.last_publish.json",
+    }

@@ -14,8 +14,6 @@ them, never as an n-gram. The reference side is streamed, so the pretrain corpus
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,16 +23,7 @@ import polars as pl
 
 log = logging.getLogger(__name__)
 
-WORD = re.compile(r"\w+", re.UNICODE)
 DEFAULT_NGRAM = 13
-
-
-def words_of(text: str | None) -> list[str]:
-    return WORD.findall(unicodedata.normalize("NFKC", text or "").lower())
-
-
-def normalise(text: str | None) -> str:
-    return " ".join(words_of(text))
 
 
 @dataclass(slots=True)
