@@ -4,8 +4,9 @@ Placement is a stage of its own (`date_estimate`): rows in = the `undated_<sourc
 placed (`date_method = "estimated"`), rejected = the rest, which keep their ingest reason (missing_date /
 unparseable_date) with the estimate added to `detail`. A row is placed only when the confidence calibrated on
 *unseen* sources clears the threshold and its conformal century set is that one century (unseen.py); a text the
-model finds out of distribution (a set of several centuries) stays quarantined however confident it looks. Together with ingest (which
-hands these rows over instead of writing them to its rejects) every row read still ends in exactly one place.
+model finds out of distribution (a set of several centuries) stays quarantined however confident it looks.
+Together with ingest (which hands these rows over instead of writing them to its rejects) every row read still
+ends in exactly one place.
 """
 
 from __future__ import annotations
