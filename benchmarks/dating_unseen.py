@@ -99,8 +99,8 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     totals = {"chapter": dict.fromkeys(("n", "top1", "placed", "placed_right", "naive", "naive_right"), 0)}
     totals["passage"] = dict(totals["chapter"])
-    header = f"{'edition':<10} {'year':>5} {'unit':<8} {'n':>4} {'top-1':>6} {'placed':>7} {'right':>6} {'naive':>6} {'right':>6}"
-    print(header)
+    print(f"{'edition':<10} {'year':>5} {'unit':<8} {'n':>4} {'top-1':>6} ", end="")
+    print(f"{'placed':>7} {'right':>6} {'naive':>6} {'right':>6}")
     for code in args.editions:
         year, _name = UNSEEN_EDITIONS[code]
         try:

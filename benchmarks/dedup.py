@@ -178,7 +178,6 @@ def datatrove_run(texts: list[str], bands: int, rows: int) -> tuple[np.ndarray, 
         MinhashDedupFilter,
         MinhashDedupSignature,
     )
-
     from loguru import logger
 
     logger.remove()  # its per-bucket progress lines, not the benchmark's output
@@ -273,7 +272,8 @@ def main(args: argparse.Namespace) -> int:
         "ours (unverified)": (ours, {"config": replace(config, jaccard_threshold=None)}),
     }
     if not args.skip_peer:
-        systems["datasketch+verify"] = (datasketch_run, {"num_perm": config.num_perm, "params": lsh, "verify": THRESHOLD})
+        verified = {"num_perm": config.num_perm, "params": lsh, "verify": THRESHOLD}
+        systems["datasketch+verify"] = (datasketch_run, verified)
         systems["datasketch"] = (datasketch_run, {"num_perm": config.num_perm, "params": lsh})
         systems["datatrove"] = (datatrove_run, {"bands": config.bands, "rows": config.rows})
     runs = {name: [measure(fn, texts, **kwargs) for _ in range(args.runs)] for name, (fn, kwargs) in systems.items()}
@@ -305,8 +305,10 @@ def main(args: argparse.Namespace) -> int:
             f"{precision:>9.3f} {len(pairs):>7} {np.median([r[4] for r in results]):>9.0f}  {step_text}"
         )
     met = scores["ours"][0] >= 0.95 and scores["ours"][1] >= 0.99
-    print(f"ours at Jaccard >= {THRESHOLD}: recall {scores['ours'][0]:.3f}, precision {scores['ours'][1]:.3f} "
-          f"({'meets' if met else 'MISSES'} recall >= 0.95 and precision >= 0.99)")
+    print(
+        f"ours at Jaccard >= {THRESHOLD}: recall {scores['ours'][0]:.3f}, precision {scores['ours'][1]:.3f} "
+        f"({'meets' if met else 'MISSES'} recall >= 0.95 and precision >= 0.99)"
+    )
     if args.skip_peer:
         return 0
     for ours_name, peer in (("ours", "datasketch+verify"), ("ours (unverified)", "datasketch"), ("ours", "datatrove")):
