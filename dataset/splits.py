@@ -282,10 +282,12 @@ def build_benchmark(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def training_texts(vrd_rows: pl.DataFrame, mixture: pl.DataFrame, pairs: pl.DataFrame):
-    """Every text unit a model trains on: Kaleido inputs/outputs, preference fields, train/validation situations
-    (bare, so an identical situation elsewhere counts as an exact match). Streamed for decontamination."""
-    seen = vrd_rows.filter(pl.col("split") != "test")["situation"].unique(maintain_order=True)
-    yield from seen
+    """Every text unit a model trains on: train/validation `vrd` rows' situation, item text and explanation (bare,
+    so an identical text elsewhere counts as an exact match), Kaleido inputs/outputs, preference prompt, chosen and
+    rejected. Streamed for decontamination."""
+    seen = vrd_rows.filter(pl.col("split") != "test")
+    for column in ("situation", "text", "explanation"):
+        yield from seen[column].unique(maintain_order=True)
     for column in ("input", "output"):
         yield from mixture[column]
     for column in ("prompt", "chosen", "rejected"):
@@ -308,5 +310,5 @@ def benchmark_references(store: Store) -> dict:
     """What the benchmark must not overlap: every training text, then the pretrain corpus (both streamed)."""
     vrd_rows = read_split_rows(store, "vrd_splits", VRD_SPLIT)
     mixture = read_split_rows(store, "sft_mixture", MIXTURE)
-    pairs = store.read("preference_pairs", "train", schema=PREFERENCE, missing_ok=True)
+    pairs = store.read("preference_pairs", schema=PREFERENCE, missing_ok=True)  # unpartitioned: all train split
     return {"train": training_texts(vrd_rows, mixture, pairs), "pretrain": pretrain_texts(store)}
