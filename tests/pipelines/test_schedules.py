@@ -143,14 +143,13 @@ def test_automation_never_carries_the_wave_past_a_failed_blocking_check(home):
     def hf_publish():
         return dg.MaterializeResult(data_version=dg.DataVersion("pushed"))
 
-    defs = dg.Definitions(assets=[raw, vrd, hf_publish], asset_checks=[vrd_gate])
-    job = defs.resolve_implicit_global_asset_job_def()
-
     def write_vrd(version: str, passes: bool) -> None:
         state.update(version=version, passes=passes)
         job.execute_in_process(instance=instance, asset_selection=[vrd.key], run_config=QUIET, raise_on_error=False)
 
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance:  # resolve the job inside: Dagster looks up the current instance
+        defs = dg.Definitions(assets=[raw, vrd, hf_publish], asset_checks=[vrd_gate])
+        job = defs.resolve_implicit_global_asset_job_def()
         job.execute_in_process(instance=instance, run_config=QUIET)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         write_vrd("v2", passes=False)  # new data, but its blocking check failed
