@@ -75,6 +75,7 @@ class CardInfo:
     thresholds: dict[str, Any] = field(default_factory=dict)
     code_version: str = "unknown"
     repo_id: str | None = None
+    languages: list[str] = field(default_factory=lambda: ["en"])  # [issue 13] from the documents, not assumed
 
 
 def code_version(repo_root: Path | None = None) -> str:
@@ -165,7 +166,7 @@ def render_card(
     built."""
     header = {
         "license": info.license,
-        "language": ["en"],
+        "language": info.languages,
         "pretty_name": info.name,
         "tags": ["values", "history", "progress-alignment", "valueprism", "progressgym"],
         "configs": [
@@ -308,7 +309,7 @@ def gather_tables(store: Store) -> dict[str, dict[str, pl.DataFrame]]:
 
 def card_info(settings: Settings, store: Store) -> CardInfo:
     documents = store.scan("documents")
-    columns = ["source", "license", "provenance"]
+    columns = ["source", "license", "provenance", "language"]
     docs = (
         documents.select(columns).collect()
         if documents is not None
@@ -328,8 +329,8 @@ def card_info(settings: Settings, store: Store) -> CardInfo:
             "publish.validation_fraction": settings.publish.validation_fraction,
             "publish.test_fraction": settings.publish.test_fraction,
             "publish.split_salt": settings.publish.split_salt,
-            "dedup.semantic_threshold": settings.dedup.semantic_threshold,
         },
         code_version=code_version(),
         repo_id=settings.publish.repo_id,
+        languages=sorted(set(docs["language"].drop_nulls().to_list())) or ["en"],
     )
