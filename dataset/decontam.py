@@ -9,10 +9,14 @@ Normalisation (for comparing only): NFKC (the long s folds to s), lower case, wo
 historical spelling is not modernised.
 A situation hit removes every row of that situation; an item or explanation hit removes that row, and the removed
 row records the field that matched (`field`). The benchmark is always the side that is dropped: training data is
-never thinned to save a benchmark row. Short generic items ("Honesty") and recurring teacher boilerplate recur
-across situations by design (ValuePrism): a short item counts only when a whole reference unit equals it (never
-as an n-gram), but then the benchmark row goes, so a benchmark item is never a text some training row also
-teaches; boilerplate explanations of 13+ words shared with a training row go by the n-gram rule the same way.
+never thinned to save a benchmark row. Recurring teacher output, decided deliberately:
+  - a generic item label of at most GENERIC_ITEM_WORDS words ("Honesty", "Right to property") recurs across
+    situations by design (ValuePrism: one value applies to many situations); it is not contamination by itself
+    and is not matched (the benchmark tests the new situation -> label pairing; the row's situation and
+    explanation are still checked). Dropping them emptied the benchmark whenever the teacher repeats its
+    vocabulary;
+  - a longer item equal to a training text (exact), and boilerplate explanations sharing 13+ words with any
+    training text (n-gram), remove the benchmark row.
 The reference side is streamed, so the pretrain corpus never sits in memory as n-grams.
 """
 
@@ -61,7 +65,8 @@ class _Probe:
             tokens = tokens.to_list()
             if not tokens:
                 continue
-            self.exact.setdefault(" ".join(tokens), set()).update(rows)
+            if not (rows[0][1] == "text" and len(tokens) <= GENERIC_ITEM_WORDS):  # a generic label: see docstring
+                self.exact.setdefault(" ".join(tokens), set()).update(rows)
             if len(tokens) >= n:
                 for i, value in enumerate(gram_hashes(word_hashes(pl.Series(tokens, dtype=pl.String)), n).tolist()):
                     self.grams.setdefault(value, {}).setdefault(tuple(tokens[i : i + n]), set()).update(rows)
@@ -155,6 +160,7 @@ def _batches(texts: Iterable[str | None], size: int):
 
 
 ROW_FIELDS = ("text", "explanation")  # per-row text fields probed besides the situation
+GENERIC_ITEM_WORDS = 3  # an item of this many words or fewer is a label ("Honesty", "Right to property")
 
 
 def find_contamination(
