@@ -17,11 +17,12 @@ from pipelines.sensors import (
     scan_corpus,
 )
 from sources.storage import Store
+from tests.helpers import write_jsonl
 
 
 def write_years(path, *years):
     """A JSONL corpus file with one short text per year."""
-    write_years(path, [{"text": f"A text written in {y}.", "year": y} for y in years])
+    write_jsonl(path, [{"text": f"A text written in {y}.", "year": y} for y in years])
 
 
 def tick(corpus, cursor=None):
