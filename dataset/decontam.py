@@ -10,11 +10,11 @@ historical spelling is not modernised.
 A situation hit removes every row of that situation; an item or explanation hit removes that row, and the removed
 row records the field that matched (`field`). The benchmark is always the side that is dropped: training data is
 never thinned to save a benchmark row. Recurring teacher output, decided deliberately:
-  - a generic item label of at most GENERIC_ITEM_WORDS words ("Honesty", "Right to property") recurs across
-    situations by design (ValuePrism: one value applies to many situations); it is not contamination by itself
-    and is not matched (the benchmark tests the new situation -> label pairing; the row's situation and
-    explanation are still checked). Dropping them emptied the benchmark whenever the teacher repeats its
-    vocabulary;
+  - an item label (or explanation) of at most GENERIC_ITEM_WORDS words ("Honesty", "Right to property",
+    "Mercy matters here") recurs across situations by design (ValuePrism: one value applies to many
+    situations); it is not contamination by itself and is not matched (the benchmark tests the new situation ->
+    label pairing; the row's situation and longer fields are still checked). Dropping them emptied the benchmark
+    whenever the teacher repeats its vocabulary;
   - a longer item equal to a training text (exact), and boilerplate explanations sharing 13+ words with any
     training text (n-gram), remove the benchmark row.
 The reference side is streamed, so the pretrain corpus never sits in memory as n-grams.
@@ -65,7 +65,7 @@ class _Probe:
             tokens = tokens.to_list()
             if not tokens:
                 continue
-            if not (rows[0][1] == "text" and len(tokens) <= GENERIC_ITEM_WORDS):  # a generic label: see docstring
+            if not (rows[0][1] != "situation" and len(tokens) <= GENERIC_ITEM_WORDS):  # a label: see docstring
                 self.exact.setdefault(" ".join(tokens), set()).update(rows)
             if len(tokens) >= n:
                 for i, value in enumerate(gram_hashes(word_hashes(pl.Series(tokens, dtype=pl.String)), n).tolist()):
@@ -160,7 +160,7 @@ def _batches(texts: Iterable[str | None], size: int):
 
 
 ROW_FIELDS = ("text", "explanation")  # per-row text fields probed besides the situation
-GENERIC_ITEM_WORDS = 3  # an item of this many words or fewer is a label ("Honesty", "Right to property")
+GENERIC_ITEM_WORDS = 3  # an item or explanation this short is a label ("Honesty", "Right to property")
 
 
 def find_contamination(
