@@ -108,6 +108,8 @@ def date_estimator(context: dg.AssetExecutionContext, settings: SettingsResource
         "document_threshold_coverage": report.get("document_threshold_coverage", {}),
         "classes": report.get("classes", []),
         "config": report.get("config_str", ""),
+        # [issue 13] what the confidence is worth on sources the model never saw (leave-one-source-out)
+        **unseen_metadata(report.get("unseen") or {}),
         "train_seconds": _number(report.get("total_seconds")),
         "confusion_matrix": png_metadata(confusion_png(report)),
         "reliability_diagram": png_metadata(reliability_png(report)),
@@ -116,6 +118,18 @@ def date_estimator(context: dg.AssetExecutionContext, settings: SettingsResource
         metadata=stage_metadata(stats.check(), trained.path, extra=extra),
         data_version=dg.DataVersion(trained.estimator.version),
     )
+
+
+def unseen_metadata(unseen: dict) -> dict:
+    """Unseen-source accuracy, precision/coverage at the report threshold, and the per-held-out-source table."""
+    at = (unseen.get("document_at_threshold") or {}).get(f"{unseen.get('threshold', 0.9):.2f}", {})
+    return {
+        "unseen_passage_accuracy": _number(unseen.get("passage_accuracy")),
+        "unseen_document_accuracy": _number(unseen.get("document_accuracy")),
+        "unseen_coverage_at_threshold": _number(at.get("coverage")),
+        "unseen_precision_at_threshold": _number(at.get("precision")),
+        "unseen_per_source": unseen.get("per_group", {}),
+    }
 
 
 def _number(value: float | None) -> float:

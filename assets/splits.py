@@ -116,14 +116,17 @@ def embedder():
 @stage_asset("splits", ["vrd", "situations", "passages", "human_review"], reads="publish.filter")
 def vrd_splits(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     """ValuePrism-like rows (situation, kind, text, valence, explanation) with lineage ids, split train /
-    validation / test by a hash of situation_id: new data never moves an existing situation."""
+    validation / test by a hash of the content group (a Bible chapter in every edition, a document with all its
+    passages): no group spans two splits, and new data never moves an existing group."""
     config, store = settings.get(), settings.store()
     kept = store.read_all("vrd", schema=VRD)
     kept, human_rejects = apply_human_review(kept, store.read("human_review", schema=HUMAN_REVIEW, missing_ok=True))
     store.write_rejects("human_review", human_rejects)  # [issue 18] items judged wrong in Label Studio
     situations = store.read_all("situations", schema=SITUATIONS)
     passages = store.read_all("passages", schema=PASSAGES)
-    rows = build_vrd_rows(kept, situations, passages, split_config(config))
+    documents = store.scan("documents")  # [issue 13] source_doc_id: a Bible chapter's split is one in every edition
+    lineage = documents.select("doc_id", "source", "source_doc_id").collect() if documents is not None else None
+    rows = build_vrd_rows(kept, situations, passages, split_config(config), lineage)
     path = store.write("vrd_splits", rows)
     counts = counts_by(rows, "split")
     stats = StageStats("vrd_splits", n_in=kept.height, n_out=rows.height)

@@ -80,6 +80,7 @@ class CardInfo:
     repo_id: str | None = None
     extra_sections: list[str] = field(default_factory=list)  # [issue 18] lineage columns, human review
     generation: str = ""  # [issue 19] teacher output statistics and collapse warnings (markdown); "" = no section
+    languages: list[str] = field(default_factory=lambda: ["en"])  # [issue 13] from the documents, not assumed
 
 
 def code_version(repo_root: Path | None = None) -> str:
@@ -174,7 +175,7 @@ def render_card(
     built."""
     header = {
         "license": info.license,
-        "language": ["en"],
+        "language": info.languages,
         "pretty_name": info.name,
         "tags": ["values", "history", "progress-alignment", "valueprism", "progressgym"],
         "configs": [
@@ -320,7 +321,7 @@ def gather_tables(store: Store) -> dict[str, dict[str, pl.DataFrame]]:
 
 def card_info(settings: Settings, store: Store) -> CardInfo:
     documents = store.scan("documents")
-    columns = ["source", "license", "provenance"]
+    columns = ["source", "license", "provenance", "language"]
     docs = (
         documents.select(columns).collect()
         if documents is not None
@@ -340,12 +341,12 @@ def card_info(settings: Settings, store: Store) -> CardInfo:
             "publish.validation_fraction": settings.publish.validation_fraction,
             "publish.test_fraction": settings.publish.test_fraction,
             "publish.split_salt": settings.publish.split_salt,
-            "dedup.semantic_threshold": settings.dedup.semantic_threshold,
         },
         code_version=code_version(),
         repo_id=settings.publish.repo_id,
         extra_sections=lineage_and_review_sections(store),  # [issue 18]
         generation=card_markdown(store, thresholds_of(settings)),
+        languages=sorted(set(docs["language"].drop_nulls().to_list())) or ["en"],
     )
 
 

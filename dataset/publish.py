@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -146,16 +147,56 @@ def _push(
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     api = api_factory(token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    with_retries(lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True))
     operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(dataset_dir / p)) for p in added]
     operations += [CommitOperationDelete(path_in_repo=p) for p in deleted]
-    info = api.create_commit(
-        repo_id,
-        operations,
-        commit_message=f"chronoprism: {len(added)} files changed, {len(deleted)} deleted",
-        repo_type="dataset",
+    info = with_retries(
+        lambda: api.create_commit(
+            repo_id,
+            operations,
+            commit_message=f"chronoprism: {len(added)} files changed, {len(deleted)} deleted",
+            repo_type="dataset",
+        )
     )
     return getattr(info, "oid", None)
+
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # rate limit and server-side failures: worth another try
+
+
+def status_of(error: BaseException) -> int | None:
+    """The HTTP status an error carries (huggingface_hub's HfHubHTTPError and requests' HTTPError keep the
+    response), or None."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def with_retries(
+    call: Callable[[], Any],
+    attempts: int = 5,
+    base_delay: float = 1.0,
+    max_delay: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """[issue 13] `call()`, retried on 429 / 5xx with exponential backoff (1, 2, 4, ... s, capped; a Retry-After
+    header wins when given). Any other error, or the last attempt's, is raised as it is."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as error:
+            status = status_of(error)
+            if status not in RETRY_STATUSES or attempt == attempts:
+                raise
+            headers = getattr(getattr(error, "response", None), "headers", None) or {}
+            try:
+                delay = float(headers.get("Retry-After", ""))
+            except ValueError:
+                delay = base_delay * 2 ** (attempt - 1)
+            delay = min(max(delay, 0.0), max_delay)
+            log.warning("hub answered %s (attempt %d of %d); retrying in %.1f s", status, attempt, attempts, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def _hf_api(token: str):

@@ -1,8 +1,10 @@
-"""Training and benchmark splits (DESIGN.md §5), all keyed by situation.
+"""Training and benchmark splits (DESIGN.md §5), all keyed by content group.
 
-A situation's split is a pure function of its id: sha256(salt, situation_id) read as a number in [0, 1). Reruns
-and new data never move an existing situation to another split, and every row derived from a situation (its VRD
-items, its Kaleido task rows, its preference pairs, its benchmark rows) follows it.
+A situation's split is a pure function of its content group (`group_keys`: one Bible chapter in every edition,
+one document with all its passages and their situations): sha256(salt, group key) read as a number in [0, 1), so
+no group spans two splits. Reruns and new data never move an existing group to another split, and every row
+derived from a situation (its VRD items, its Kaleido task rows, its preference pairs, its benchmark rows) follows
+it.
 
 Formats:
 - `vrd` rows: ValuePrism-like (situation, kind, text, valence, explanation, relevance) with lineage ids.
@@ -51,9 +53,10 @@ class SplitConfig:
     relevance_negatives: int = 1  # negatives per positive in the relevance task (Kaleido: balanced)
 
 
-def split_of(situation_id: str, config: SplitConfig) -> str:
-    """test for the first `test_fraction` of the hash range, validation for the next slice, train otherwise."""
-    digest = hashlib.sha256(f"{config.salt}\x1f{situation_id}".encode()).digest()
+def split_of(key: str, config: SplitConfig) -> str:
+    """test for the first `test_fraction` of the hash range, validation for the next slice, train otherwise; `key` is
+    a content group key (`group_keys`)."""
+    digest = hashlib.sha256(f"{config.salt}\x1f{key}".encode()).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     if position < config.test_fraction:
         return "test"
@@ -62,18 +65,49 @@ def split_of(situation_id: str, config: SplitConfig) -> str:
     return "train"
 
 
+def group_keys(rows: pl.DataFrame, documents: pl.DataFrame | None = None) -> pl.Series:
+    """[issue 13] The content group of each row, which decides its split, so no group spans two splits:
+    - a Bible chapter: its position (`bible:01.003`, the dating module's content key), the same in every edition,
+      so Genesis 3 lands on one side in Wycliffe, the KJV and the WEB although they are situations of three
+      centuries;
+    - any other document (a SOTU address, a play, a user's file): the document, so all situations of all its
+      passages stay together;
+    - without lineage: the passage, else the situation itself.
+    `documents` (doc_id, source, source_doc_id) is only needed for the Bible rule."""
+    from sources.dating.passages import content_key
+
+    source_of: dict[str, tuple[str, str]] = {}
+    if documents is not None and not documents.is_empty():
+        for doc_id, source, source_doc_id in documents.select("doc_id", "source", "source_doc_id").iter_rows():
+            source_of[doc_id] = (source, source_doc_id or "")
+    keys = []
+    for situation_id, passage_id, doc_id in rows.select("situation_id", "passage_id", "doc_id").iter_rows():
+        if doc_id:
+            source, source_doc_id = source_of.get(doc_id, ("", ""))
+            keys.append(content_key(source, source_doc_id, doc_id, 0, small_source=False))
+        else:
+            keys.append(f"passage:{passage_id}" if passage_id else f"situation:{situation_id}")
+    return pl.Series("group_key", keys, dtype=pl.String)
+
+
 def build_vrd_rows(
-    vrd: pl.DataFrame, situations: pl.DataFrame, passages: pl.DataFrame | None, config: SplitConfig
+    vrd: pl.DataFrame,
+    situations: pl.DataFrame,
+    passages: pl.DataFrame | None,
+    config: SplitConfig,
+    documents: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Kept VRD items joined to their situation text, century and source passage/document, with a split."""
+    """Kept VRD items joined to their situation text, century and source passage/document, with the split of their
+    content group (`group_keys`)."""
     vrd = conform(vrd, VRD)
     rows = vrd.join(situations.select("situation_id", "situation", "century", "passage_id"), on="situation_id")
     if passages is not None and not passages.is_empty():
         rows = rows.join(passages.select("passage_id", "doc_id"), on="passage_id", how="left")
     else:
         rows = rows.with_columns(pl.lit(None, dtype=pl.String).alias("doc_id"))
-    splits = {sid: split_of(sid, config) for sid in rows["situation_id"].unique().to_list()}
-    rows = rows.with_columns(pl.col("situation_id").replace_strict(splits, return_dtype=pl.String).alias("split"))
+    keys = group_keys(rows, documents)
+    splits = {key: split_of(key, config) for key in keys.unique().to_list()}
+    rows = rows.with_columns(keys.replace_strict(splits, return_dtype=pl.String).alias("split"))
     dropped = vrd.height - rows.height
     if dropped:
         log.warning("%d vrd rows have no situation row and are left out of the splits", dropped)
@@ -248,10 +282,12 @@ def build_benchmark(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def training_texts(vrd_rows: pl.DataFrame, mixture: pl.DataFrame, pairs: pl.DataFrame):
-    """Every text unit a model trains on: Kaleido inputs/outputs, preference fields, train/validation situations
-    (bare, so an identical situation elsewhere counts as an exact match). Streamed for decontamination."""
-    seen = vrd_rows.filter(pl.col("split") != "test")["situation"].unique(maintain_order=True)
-    yield from seen
+    """Every text unit a model trains on: train/validation `vrd` rows' situation, item text and explanation (bare,
+    so an identical text elsewhere counts as an exact match), Kaleido inputs/outputs, preference prompt, chosen and
+    rejected. Streamed for decontamination."""
+    seen = vrd_rows.filter(pl.col("split") != "test")
+    for column in ("situation", "text", "explanation"):
+        yield from seen[column].unique(maintain_order=True)
     for column in ("input", "output"):
         yield from mixture[column]
     for column in ("prompt", "chosen", "rejected"):
@@ -274,5 +310,5 @@ def benchmark_references(store: Store) -> dict:
     """What the benchmark must not overlap: every training text, then the pretrain corpus (both streamed)."""
     vrd_rows = read_split_rows(store, "vrd_splits", VRD_SPLIT)
     mixture = read_split_rows(store, "sft_mixture", MIXTURE)
-    pairs = store.read("preference_pairs", "train", schema=PREFERENCE, missing_ok=True)
+    pairs = store.read("preference_pairs", schema=PREFERENCE, missing_ok=True)  # unpartitioned: all train split
     return {"train": training_texts(vrd_rows, mixture, pairs), "pretrain": pretrain_texts(store)}

@@ -234,8 +234,19 @@ def cmd_date(args: argparse.Namespace) -> int:
             say(f"{name}: cannot read: {error.strerror or error}")
     estimator = ensure_estimator(models_dir_of(settings), lambda: bundled_documents(settings), announce=say).estimator
     say(f"model {estimator.version}: held-out passage accuracy {estimator.report.get('accuracy') or float('nan'):.3f}")
+    unseen = estimator.report.get("unseen") or {}
+    if unseen:  # [issue 13] the figure that matters for text from a source it never saw
+        say(f"on sources it never saw: passage accuracy {unseen.get('passage_accuracy')} (the confidence shown)")
     rows = [
-        {"file": name, "century": e.century, "year": e.year, "confidence": round(e.confidence, 4)}
+        {
+            "file": name,
+            "century": e.century,
+            "year": e.year,
+            "confidence": round(e.confidence, 4),
+            "in_domain_confidence": round(e.in_domain, 4),
+            "century_set": list(e.centuries),
+            "placeable": bool(e.confidence >= settings.corpus.estimate_threshold and e.single_century),
+        }
         for name, e in zip(names, estimator.estimate(texts), strict=True)
     ]
     if args.json:

@@ -5,6 +5,10 @@ kept only when, against every item already kept in its group, its ROUGE-L F1 (Go
 below `rouge_threshold` AND its embedding cosine (the packaged all-MiniLM-L6-v2, shared with the quality stage) is
 below `cosine_threshold`. Otherwise it is rejected as `near_duplicate`, and `detail` names the kept candidate it
 repeats with both similarities. KaleidoSys deduplicates its overgenerated candidates the same way before training.
+
+As KaleidoSys does, ROUGE compares the texts after stripping a leading "Right to" / "Duty to" (`rouge_text`): the
+shared prefix otherwise inflates ROUGE-L, so "Duty to obey the law" and "Duty to uphold the law" (0.80 with the
+prefix, 0.67 without) would be merged although they name different duties.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "vrd_dedup"
 DUPLICATE_DETAIL = re.compile(r"^duplicates (\S+) ")
+KIND_PREFIX = re.compile(r"^\s*(?:(?:the|a|an)\s+)?(?:right|duty)\s+to\s+", re.IGNORECASE)
 
 # texts -> (n, d) embeddings; normalised or not (cosines are normalised here)
 Embedder = Callable[[Sequence[str]], np.ndarray]
@@ -58,6 +63,7 @@ def dedup_vrd(candidates: pl.DataFrame, embed: Embedder, config: VrdDedupConfig 
     vectors = _normalise(np.asarray(embed(candidates["text"].to_list()), dtype=np.float32))
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=config.use_stemmer)
     texts = candidates["text"].to_list()
+    compared = [rouge_text(text) for text in texts]
     ids = candidates["candidate_id"].to_list()
     groups = candidates.select("situation_id", "kind").to_dicts()
     group_of = [0] * len(texts)
@@ -70,7 +76,7 @@ def dedup_vrd(candidates: pl.DataFrame, embed: Embedder, config: VrdDedupConfig 
             kept_in_group = []
         duplicate_of = None
         for j in kept_in_group:
-            rouge = scorer.score(texts[j], texts[i])["rougeL"].fmeasure
+            rouge = scorer.score(compared[j], compared[i])["rougeL"].fmeasure
             cosine = float(vectors[i] @ vectors[j])
             if rouge >= config.rouge_threshold or cosine >= config.cosine_threshold:
                 duplicate_of = (j, rouge, cosine)
@@ -106,6 +112,13 @@ def dedup_vrd(candidates: pl.DataFrame, embed: Embedder, config: VrdDedupConfig 
     stats.n_out = kept.height
     log.info("vrd dedup: %d in, %d kept, %d near-duplicates", stats.n_in, stats.n_out, stats.n_rejected)
     return VrdDedupResult(conform(kept, VRD), frame_of(rejects, REJECTS), stats.check())
+
+
+def rouge_text(text: str) -> str:
+    """The text ROUGE compares: without a leading "Right to" / "Duty to" (KaleidoSys strips them the same way);
+    a text that is nothing but the prefix stays as it is."""
+    stripped = KIND_PREFIX.sub("", text, count=1)
+    return stripped if stripped.strip() else text
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

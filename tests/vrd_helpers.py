@@ -103,7 +103,9 @@ def seed_world(store: Store, centuries=("C017", "C019"), situations_per_century:
             )
             for kind, item, valence in ITEMS:
                 candidates.append(candidate(situation_id, kind, item, valence, relevance=0.9))
-            candidates.append(candidate(situation_id, "duty", "Duty to help poor people", "supports", relevance=0.8))
+            candidates.append(
+                candidate(situation_id, "duty", "Duty to help the poor people", "supports", relevance=0.8)
+            )  # ROUGE-L 0.86 without "Duty to"
             candidates.append(candidate(situation_id, "value", "Astronomy", "either", relevance=0.1))
         for table, rows, schema in (
             ("documents", docs, DOCUMENTS),

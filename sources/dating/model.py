@@ -24,12 +24,13 @@ from sources.dates import DateEstimate, current_year
 from sources.dating.calibration import fit_temperature, nll, reliability, softmax
 from sources.dating.features import CharNgramHasher
 from sources.dating.passages import PASSAGE_CHARS, chunk_text, leaked_keys, passages_of
+from sources.dating.unseen import UnseenCalibration, fit_calibration, out_of_source, unseen_report
 from sources.schema import century_bounds
 from sources.stats import counts_by
 
 logger = logging.getLogger(__name__)
 
-MODEL_FORMAT = 1  # bump when featurisation or the saved layout changes: saved models of other formats are retrained
+MODEL_FORMAT = 2  # bump when featurisation or the saved layout changes: saved models of other formats are retrained
 DATE_METHOD = "estimated"
 
 
@@ -46,13 +47,20 @@ class DatingConfig:
     max_passages_per_estimate: int = 8  # a long document is scored on this many evenly spaced passages
     seed: int = 0
     n_jobs: int = 2
+    # [issue 13] confidence earned on unseen sources (unseen.py): one fold model per held-out source group
+    hold_out_sources: bool = True  # False: no fold models; confidence is the in-domain one (the pre-13 behaviour)
+    conformal_alpha: float = 0.1  # conformal sets hold the true century for ~90% of unseen-source texts
+    report_threshold: float = 0.9  # the threshold the report's headline precision/coverage is given at
+    fold_max_passages: int | None = 4000  # per fold model (None: all); 17 full-size fits would triple the training
 
     def __str__(self) -> str:
         train = 100 - self.test_percent - self.calibration_percent
         return (
             f"DatingConfig(passage_chars={self.passage_chars}, ngrams={self.ngram_min}-{self.ngram_max}, "
             f"bits={self.hash_bits}, alpha={self.alpha:g}, epochs={self.epochs}, "
-            f"split={train}/{self.calibration_percent}/{self.test_percent}, seed={self.seed})"
+            f"split={train}/{self.calibration_percent}/{self.test_percent}, seed={self.seed}, "
+            f"unseen={'loso' if self.hold_out_sources else 'off'}/alpha={self.conformal_alpha:g}"
+            f"/fold<={self.fold_max_passages})"
         )
 
     def hasher(self) -> CharNgramHasher:
@@ -60,9 +68,19 @@ class DatingConfig:
 
 
 class Estimate(NamedTuple):
+    """`confidence`: the probability that the century is right, as measured on sources the model never saw (the
+    in-domain softmax when the model has no unseen-source calibration); `centuries`: the conformal century set,
+    which must be exactly (century,) for the text to be placed."""
+
     century: str
     year: int
     confidence: float
+    in_domain: float = float("nan")
+    centuries: tuple[str, ...] = ()
+
+    @property
+    def single_century(self) -> bool:
+        return self.centuries == (self.century,)
 
 
 def century_years(century: str) -> tuple[int, int]:
@@ -89,6 +107,7 @@ class DateEstimator:
     config: DatingConfig
     report: dict[str, Any] = field(default_factory=dict)
     format: int = MODEL_FORMAT
+    unseen: UnseenCalibration | None = None  # None: no source could be held out (one source only)
 
     def features(self, texts: list[str]) -> sp.csr_matrix:
         return weigh(self.config.hasher().transform(texts), self.idf)
@@ -121,12 +140,21 @@ class DateEstimator:
         if not texts:
             return []
         probabilities = self.document_probabilities(list(texts))
+        top1 = probabilities.max(axis=1)
+        if self.unseen is not None:
+            confidence = self.unseen.confidence(top1)
+            sets = self.unseen.sets(probabilities)
+        else:
+            confidence, sets = top1, probabilities == top1[:, None]
         estimates = []
-        for row in probabilities:
+        for row, calibrated, members in zip(probabilities, confidence, sets, strict=True):
             best = int(row.argmax())
             century = self.classes[best]
             year_min, year_max = century_years(century)
-            estimates.append(Estimate(century, (year_min + year_max) // 2, float(row[best])))
+            centuries = tuple(self.classes[i] for i in np.flatnonzero(members))
+            estimates.append(
+                Estimate(century, (year_min + year_max) // 2, float(calibrated), float(row[best]), centuries)
+            )
         return estimates
 
 
@@ -232,6 +260,7 @@ def train_estimator(documents: pl.DataFrame, config: DatingConfig | None = None)
         config=config,
     )
     estimator.report = evaluate(passages, logits, labels, estimator)
+    estimator.unseen, estimator.report["unseen"] = calibrate_on_unseen(passages, features, labels, estimator)
     estimator.report.update(
         version=estimator.version,
         fingerprint=digest,
@@ -240,6 +269,14 @@ def train_estimator(documents: pl.DataFrame, config: DatingConfig | None = None)
         train_seconds=round(trained_s, 1),
         total_seconds=round(time.monotonic() - started, 1),
         n_documents=training_documents(documents).height,
+    )
+    unseen = estimator.report["unseen"] or {}
+    logger.info(
+        "dating: unseen sources: passage accuracy %s, document accuracy %s, at %.2f: %s",
+        unseen.get("passage_accuracy"),
+        unseen.get("document_accuracy"),
+        config.report_threshold,
+        (unseen.get("document_at_threshold") or {}).get(f"{config.report_threshold:.2f}"),
     )
     logger.info(
         "dating: %s test accuracy %.3f, ECE %.3f -> %.3f (T=%.2f) in %.0fs",
@@ -338,20 +375,49 @@ def _confusion(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> list[lis
     return matrix.tolist()
 
 
-def _per_document(test_passages: pl.DataFrame, probabilities: np.ndarray, y: np.ndarray, limit: int) -> dict:
-    """Test documents scored the way `estimate` scores a text: up to `limit` spread passages, combined."""
-    frame = test_passages.select("doc_id", "passage_no").with_row_index("row")
+def documents_of(passages: pl.DataFrame, probabilities: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Documents scored the way `estimate` scores a text (up to `limit` spread passages, combined), and the row of
+    each document's first passage (for its label, split and source)."""
+    frame = passages.select("doc_id", "passage_no").with_row_index("row")
     rows: list[int] = []
     owner: list[int] = []
-    truth: list[int] = []
+    first: list[int] = []
     for number, (_, group) in enumerate(frame.sort("doc_id", "passage_no").group_by("doc_id", maintain_order=True)):
         members = group["row"].to_list()
         picked = [members[i] for i in spread(len(members), limit)]
         rows.extend(picked)
         owner.extend([number] * len(picked))
-        truth.append(int(y[members[0]]))
-    documents = combine(probabilities[rows], np.asarray(owner, dtype=np.int64), len(truth))
-    labels = np.asarray(truth)
+        first.append(members[0])
+    return combine(probabilities[rows], np.asarray(owner, dtype=np.int64), len(first)), np.asarray(first, np.int64)
+
+
+def calibrate_on_unseen(
+    passages: pl.DataFrame, features: sp.csr_matrix, labels: np.ndarray, estimator: DateEstimator
+) -> tuple[UnseenCalibration | None, dict | None]:
+    """Leave-one-source-out scores → calibration (fitted on the calibration split) → report (on the test split)."""
+    config = estimator.config
+    if not config.hold_out_sources:
+        return None, None
+    scores = out_of_source(
+        passages,
+        features,
+        labels,
+        len(estimator.classes),
+        estimator.temperature,
+        config,
+        lambda held, probabilities: documents_of(held, probabilities, config.max_passages_per_estimate),
+    )
+    if scores is None:
+        return None, None
+    fit = scores.split == "calibration"
+    calibration = fit_calibration(scores.probabilities[fit], scores.labels[fit], config.conformal_alpha)
+    return calibration, unseen_report(scores, calibration, config.report_threshold)
+
+
+def _per_document(test_passages: pl.DataFrame, probabilities: np.ndarray, y: np.ndarray, limit: int) -> dict:
+    """Test documents scored the way `estimate` scores a text: up to `limit` spread passages, combined."""
+    documents, first = documents_of(test_passages, probabilities, limit)
+    labels = y[first]
     confidence = documents.max(axis=1)
     correct = documents.argmax(axis=1) == labels
     coverage = {}
@@ -362,7 +428,7 @@ def _per_document(test_passages: pl.DataFrame, probabilities: np.ndarray, y: np.
             "accuracy": round(float(np.mean(correct[kept])), 4) if kept.any() else None,
         }
     return {
-        "n_test_documents": len(truth),
+        "n_test_documents": len(labels),
         "document_accuracy": float(np.mean(correct)),
         "document_ece": reliability(documents, labels).ece,
         "document_threshold_coverage": coverage,

@@ -16,6 +16,8 @@ import hashlib
 
 import polars as pl
 
+from sources.dating.unseen import source_group
+
 PASSAGE_CHARS = 2000
 MIN_PASSAGE_CHARS = 300  # a shorter tail is folded into the passage before it; a shorter document is skipped
 SMALL_SOURCE_DOCS = 5
@@ -29,6 +31,7 @@ PASSAGES_SCHEMA = {
     "passage_no": pl.Int32,
     "content_key": pl.String,
     "split": pl.String,
+    "group": pl.String,  # the source group held out together when measuring on unseen sources (unseen.py)
     "text": pl.String,
 }
 
@@ -87,6 +90,7 @@ def passages_of(
                     "passage_no": number,
                     "content_key": key,
                     "split": split_of(key, test_percent, calibration_percent),
+                    "group": source_group(doc["source"], doc["source_doc_id"]),
                     "text": passage,
                 }
             )

@@ -1,9 +1,12 @@
 """Using the estimator: place undated rows in a century (opt-in), and find documents whose date it doubts.
 
 Placement is a stage of its own (`date_estimate`): rows in = the `undated_<source>` rows, rows out = those
-placed (calibrated confidence >= threshold, `date_method = "estimated"`), rejected = the rest, which keep their
-ingest reason (missing_date / unparseable_date) with the estimate added to `detail`. Together with ingest (which
-hands these rows over instead of writing them to its rejects) every row read still ends in exactly one place.
+placed (`date_method = "estimated"`), rejected = the rest, which keep their ingest reason (missing_date /
+unparseable_date) with the estimate added to `detail`. A row is placed only when the confidence calibrated on
+*unseen* sources clears the threshold and its conformal century set is that one century (unseen.py); a text the
+model finds out of distribution (a set of several centuries) stays quarantined however confident it looks.
+Together with ingest (which hands these rows over instead of writing them to its rejects) every row read still
+ends in exactly one place.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def _place(
     rejects: list[Reject] = []
     for row, estimate in zip(undated.iter_rows(named=True), estimates, strict=True):
         stats.n_in += 1
-        if estimate is not None and estimate.confidence >= threshold:
+        if estimate is not None and estimate.confidence >= threshold and estimate.single_century:
             date = date_of(estimate)
             text = row["text"]
             placed.append(
@@ -80,7 +83,15 @@ def _place(
         if estimate is None:
             note = why or "not scored"
         else:
-            note = f"estimated {estimate.century} with p={estimate.confidence:.2f} < threshold {threshold:g} ({model})"
+            why_not = (
+                f"< threshold {threshold:g}"
+                if estimate.confidence < threshold
+                else f"out of distribution: century set {{{', '.join(estimate.centuries)}}} is not one century"
+            )
+            note = (
+                f"estimated {estimate.century} with p={estimate.confidence:.2f} on unseen sources "
+                f"(in-domain {estimate.in_domain:.2f}) {why_not} ({model})"
+            )
             stats.measure("confidence_kept", estimate.confidence)
         rejects.append(
             Reject.of(

@@ -126,6 +126,8 @@ def test_date_estimator_asset_trains_reports_and_reuses(home):
     assert "data:image/png;base64," in meta["confusion_matrix"].value
     assert "data:image/png;base64," in meta["reliability_diagram"].value
     assert set(meta["per_source"].value) == {"bible", "sotu"} and meta["reused_saved_model"].value is False
+    assert "bible:kjv" in meta["unseen_per_source"].value and 0 <= meta["unseen_passage_accuracy"].value <= 1
+    assert meta["unseen_passage_accuracy"].value < meta["accuracy"].value  # unseen editions are harder
     version = meta["model_version"].value
     assert (home / "models" / "dating" / "LATEST").read_text().strip() == version
 

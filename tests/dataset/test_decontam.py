@@ -94,3 +94,104 @@ def test_old_letter_forms_and_whole_text_copies_are_caught():
         "a": "ngram_pretrain",
         "b": "exact_pretrain",
     }
+
+
+# the issue's leak: a benchmark explanation sharing a 13-word run with a vrd train row and an SFT output
+JUSTICE = "Justice is a moral obligation that requires the sacrifice of one's own desires and desires for others."
+
+
+def test_every_text_field_against_every_training_table_including_unpartitioned_preference_pairs(tmp_path):
+    """[issue 13] explanation hits count, train rows' items and explanations are references, and preference pairs
+    (written unpartitioned) are read: before, `store.read("preference_pairs", "train", missing_ok=True)` was empty."""
+    from dataset.splits import benchmark_references
+    from sources.schema import MIXTURE, PREFERENCE, VRD_SPLIT, frame_of
+    from sources.storage import Store
+
+    store = Store(tmp_path)
+
+    def vrd_row(cid, split, situation, text, explanation):
+        return {
+            "candidate_id": cid,
+            "situation_id": cid,
+            "situation": situation,
+            "kind": "value",
+            "text": text,
+            "explanation": explanation,
+            "split": split,
+            "century": "C017",
+            "valence": "supports",
+        }
+
+    store.write(
+        "vrd_splits",
+        frame_of(
+            [
+                vrd_row("t1", "train", "Paying a fair wage", "Fairness", JUSTICE),
+                vrd_row("t2", "validation", "Sparing an enemy", "Clemency in victory over a defeated foe", "Because."),
+            ],
+            VRD_SPLIT,
+        ),
+    )
+    store.write(
+        "sft_mixture",
+        frame_of(
+            [
+                {
+                    "example_id": "m1",
+                    "task": "explanation",
+                    "input": "[Explanation] x",
+                    "output": "Honesty builds trust.",
+                    "situation_id": "t1",
+                    "century": "C017",
+                    "split": "train",
+                }
+            ],
+            MIXTURE,
+        ),
+    )
+    rejected = "Value: Loyalty to one's kin above every stranger and every law of the land that is written"
+    store.write(
+        "preference_pairs",
+        frame_of(
+            [
+                {
+                    "pair_id": "p1",
+                    "prompt": "Situation: x\nName a value at stake.",
+                    "chosen": "Value: Duty",
+                    "rejected": rejected,
+                    "rejected_reason": "off_topic",
+                    "situation_id": "t1",
+                    "century": "C017",
+                    "chosen_id": "t1",
+                    "rejected_id": "t2",
+                }
+            ],
+            PREFERENCE,
+        ),
+    )
+    benchmark = pl.DataFrame(
+        [
+            ("b1", "s1", "Punishing a thief", "Justice", f"Because {JUSTICE}"),  # explanation: 13-gram of train
+            ("b2", "s2", "Sheltering a fugitive", "Clemency in victory over a defeated foe", "It is kind."),  # item
+            (
+                "b3",
+                "s3",
+                "Choosing a side",
+                "Family",
+                "Loyalty to one's kin above every stranger and every law of the land matters",
+            ),  # explanation: 13-gram of a preference pair's rejected text
+            ("b4", "s4", "Returning a lost purse", "Honesty", "Returning it is honest and right."),  # clean
+        ],
+        schema=["candidate_id", "situation_id", "situation", "text", "explanation"],
+        orient="row",
+    )
+    result = decontaminate(benchmark, benchmark_references(store))
+    removed = {r["candidate_id"]: (r["rule"], r["field"]) for r in result.removed.to_dicts()}
+    assert removed == {
+        "b1": ("ngram_train", "explanation"),
+        "b2": ("exact_train", "text"),
+        "b3": ("ngram_train", "explanation"),
+    }
+    assert result.clean["candidate_id"].to_list() == ["b4"]
+    assert all(rule is None for rule in find_contamination(result.clean, benchmark_references(store)))
+    assert validate_benchmark_overlap(result.clean, [None]).success

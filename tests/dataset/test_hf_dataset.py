@@ -141,3 +141,22 @@ def test_card_shows_teacher_output_statistics_and_collapse_warnings(home, tmp_pa
     assert "<li>rights: one valence only (either) in C019</li>" in section
     write_dataset(tmp_path / "plain", tables(), INFO)  # nothing generated: no section
     assert "Teacher output statistics" not in (tmp_path / "plain" / "README.md").read_text()
+
+
+def test_card_languages_come_from_the_documents_and_no_threshold_for_a_step_that_never_runs(tmp_path):
+    """[issue 13] The sagas are Old Norse: the card must not say `language: en` only; semantic dedup of documents
+    is not in the graph, so its threshold is not on the card."""
+    from dataset.hf_dataset import card_info
+    from sources.schema import DOCUMENTS
+    from sources.settings import Settings
+    from sources.storage import Store
+
+    store = Store(tmp_path)
+    docs = pl.DataFrame(
+        {"source": ["bible", "sagas"], "license": ["pd", "pd"], "provenance": ["p", "q"], "language": ["en", "non"]}
+    )
+    full = pl.DataFrame({c: docs[c] if c in docs.columns else [None, None] for c in DOCUMENTS}).cast(DOCUMENTS)
+    store.write("documents", full, "C013")
+    info = card_info(Settings.load(), store)
+    assert info.languages == ["en", "non"]
+    assert not any("semantic" in key for key in info.thresholds)

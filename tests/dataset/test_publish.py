@@ -113,3 +113,46 @@ def test_token_never_reaches_logs_errors_or_files(dataset, caplog, capfd):
 def test_missing_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="materialize hf_dataset first"):
         publish(tmp_path / "nothing", "me/demo", None, tmp_path / "s.json", tmp_path / "p.json")
+
+
+def http_error(status: int, retry_after: str | None = None):
+    """A real huggingface_hub HfHubHTTPError around a real requests Response, as the Hub client raises it."""
+    import requests
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = requests.Response()
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = retry_after
+    return HfHubHTTPError(f"{status} from the hub", response=response)
+
+
+def test_rate_limits_and_server_errors_are_retried_with_backoff_and_others_are_not():
+    """[issue 13] hf_publish retries 429/5xx with exponential backoff (Retry-After wins), never a 4xx."""
+    import pytest
+
+    from dataset.publish import with_retries
+
+    def flaky(errors):
+        answers = iter(errors)
+
+        def call():
+            error = next(answers, None)
+            if error is not None:
+                raise error
+            return "ok"
+
+        return call
+
+    slept: list[float] = []
+    assert with_retries(flaky([http_error(503), http_error(502)]), sleep=slept.append) == "ok"
+    assert slept == [1.0, 2.0]
+    slept.clear()
+    assert with_retries(flaky([http_error(429, retry_after="3")]), sleep=slept.append) == "ok" and slept == [3.0]
+    slept.clear()
+    with pytest.raises(Exception, match="404"):
+        with_retries(flaky([http_error(404)]), sleep=slept.append)
+    assert slept == []
+    with pytest.raises(Exception, match="500"):
+        with_retries(flaky([http_error(500)] * 5), attempts=3, sleep=slept.append)
+    assert slept == [1.0, 2.0]

@@ -127,3 +127,83 @@ def test_benchmark_is_the_test_split():
     bench = build_benchmark(rows)
     assert bench.height == rows.filter(pl.col("split") == "test").height > 0
     assert "split" not in bench.columns
+
+
+def grouped_world(n_chapters: int = 40):
+    """[issue 13] Content groups that span several situations: each Bible chapter in three editions of three
+    centuries (one passage each, two situations on the KJV passage), and a user document of two passages."""
+    from sources.schema import doc_id_of
+
+    situations, passages, documents, candidates = [], [], [], []
+
+    def add(doc_id, passage_id, century, i):
+        sid = stable_id("s", passage_id, i)
+        situations.append(
+            {
+                "situation_id": sid,
+                "passage_id": passage_id,
+                "century": century,
+                "situation": f"Situation {passage_id} {i}",
+                "teacher_call_id": "c",
+            }
+        )
+        candidates.extend(
+            [
+                candidate(sid, "value", f"Mercy {passage_id} {i}", "supports", 0.9),
+                candidate(sid, "value", f"Thrift {passage_id} {i}", "opposes", 0.8),
+            ]
+        )
+
+    for chapter in range(n_chapters):
+        for code, century in (("wyc", "C014"), ("kjv", "C017"), ("web", "C021")):
+            source_doc_id = f"{code}/01.{chapter + 1:03d}"
+            doc_id = doc_id_of("bible", source_doc_id)
+            documents.append({"doc_id": doc_id, "source": "bible", "source_doc_id": source_doc_id})
+            passages.append({"passage_id": f"{code}-{chapter}", "doc_id": doc_id})
+            for i in range(2 if code == "kjv" else 1):
+                add(doc_id, f"{code}-{chapter}", century, i)
+    letters = doc_id_of("user:letters", "letter-1")
+    documents.append({"doc_id": letters, "source": "user:letters", "source_doc_id": "letter-1"})
+    for part in range(2):
+        passages.append({"passage_id": f"letter-{part}", "doc_id": letters})
+        add(letters, f"letter-{part}", "C018", 0)
+    return (
+        frame_of(situations, SITUATIONS),
+        frame_of(passages, PASSAGES),
+        pl.DataFrame(documents),
+        candidates_frame(candidates),
+    )
+
+
+def assert_no_group_spans_two_splits(rows: pl.DataFrame, documents: pl.DataFrame) -> None:
+    from dataset.splits import group_keys
+
+    keyed = rows.with_columns(group_keys(rows, documents))
+    per_group = keyed.group_by("group_key").agg(pl.col("split").n_unique().alias("n"))
+    assert per_group.filter(pl.col("n") > 1).is_empty(), per_group.filter(pl.col("n") > 1)
+
+
+def test_a_bible_chapter_in_every_edition_and_a_document_keep_one_split():
+    situations, passages, documents, candidates = grouped_world()
+    result = dedup_vrd(candidates, hashed_embed)
+    rows = build_vrd_rows(result.vrd, situations, passages, CONFIG, documents)
+    assert_no_group_spans_two_splits(rows, documents)
+    chapter = rows.filter(pl.col("passage_id").str.ends_with("-7"))
+    assert chapter["century"].n_unique() == 3 and chapter["split"].n_unique() == 1
+    assert rows.filter(pl.col("passage_id").str.starts_with("letter"))["split"].n_unique() == 1
+    assert set(rows["split"]) == {"train", "validation", "test"}  # 41 groups still reach every split
+    # deterministic, and without the documents table (no source_doc_id) a chapter's editions split apart again
+    assert build_vrd_rows(result.vrd, situations, passages, CONFIG, documents).equals(rows)
+    by_document = build_vrd_rows(result.vrd, situations, passages, CONFIG)
+    per_chapter = by_document.with_columns(pl.col("passage_id").str.split("-").list.last().alias("chapter"))
+    assert per_chapter.group_by("chapter").agg(pl.col("split").n_unique())["split"].max() > 1
+    # preference pairs come from train groups only, so they never share a group with the benchmark
+    pairs = build_preference_pairs(rows, candidates, result.rejects)
+    train_situations = set(rows.filter(pl.col("split") == "train")["situation_id"])
+    assert pairs.height > 0 and set(pairs["situation_id"]) <= train_situations
+    from dataset.splits import group_keys
+
+    keyed = rows.with_columns(group_keys(rows, documents))
+    benchmark_groups = set(keyed.filter(pl.col("split") == "test")["group_key"])
+    paired_groups = set(keyed.filter(pl.col("situation_id").is_in(pairs["situation_id"].to_list()))["group_key"])
+    assert benchmark_groups and paired_groups and not paired_groups & benchmark_groups

@@ -15,9 +15,12 @@ def test_definitions_load_and_every_asset_has_a_group_and_description():
 
 
 def test_jobs_resolve():
-    defs.resolve_implicit_global_asset_job_def()
-    for job in defs.jobs or []:
-        defs.resolve_job_def(job.name)
+    everything = defs.resolve_implicit_global_asset_job_def()
+    assert dg.AssetKey("documents") in everything.asset_layer.executable_asset_keys
+    assert defs.jobs, "no jobs defined"
+    for job in defs.jobs:
+        resolved = defs.resolve_job_def(job.name)
+        assert resolved.name == job.name and resolved.asset_layer.executable_asset_keys, job.name
 
 
 def test_century_partitions():
