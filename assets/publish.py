@@ -7,7 +7,7 @@ import dagster as dg
 
 from dataset.formats import document_metadata
 from dataset.hf_dataset import card_info, gather_tables, write_dataset
-from dataset.publish import dataset_dir, publish, publish_files
+from dataset.publish import dataset_dir, load_back_check, publish, publish_files
 from pipelines.metadata import file_data_version, stage_asset, stage_metadata
 from pipelines.resources import SettingsResource
 from sources.stats import StageStats
@@ -56,6 +56,7 @@ def hf_publish(context: dg.AssetExecutionContext, settings: SettingsResource) ->
         private=config.publish.private,
         token_env=config.publish.token_env,
         dry_run=config.publish.dry_run,
+        verify=load_back_check,  # every pushed config loads back with the card's row counts, or the push failed
     )
     record = {k: v for k, v in outcome.to_dict().items() if k != "files"}
     write_text_atomic(paths["outcome_path"], json.dumps(record, indent=2) + "\n")

@@ -82,10 +82,13 @@ def publish(
     api_factory: Callable[[str], Any] | None = None,
     token_env: str = "HF_TOKEN",
     dry_run: bool = False,
+    verify: Callable[[str, Path, str | None, str | None], None] | None = None,
 ) -> PublishOutcome:
     """Push `dataset_dir` to `repo_id` when both a repo id and a token are given, else write the dry-run plan.
 
     `api_factory(token)` returns an object with HfApi's `create_repo` and `create_commit`; tests inject a fake.
+    `verify(repo_id, dataset_dir, token, commit)` runs after the push (the asset passes `load_back_check`): a
+    push whose configs do not load back with the card's row counts is an error, not a success.
     """
     dataset_dir = Path(dataset_dir)
     if not (dataset_dir / "README.md").is_file():
@@ -118,6 +121,14 @@ def publish(
             raise PublishError(
                 f"push to {repo_id} failed: {redact(f'{type(error).__name__}: {error}', token)}"
             ) from None
+        if verify is not None:
+            try:
+                verify(repo_id, dataset_dir, token, commit)
+            except Exception as error:  # noqa: BLE001 - re-raised scrubbed
+                raise PublishError(
+                    f"pushed to {repo_id} (commit {commit}) but it does not load back as built: "
+                    + redact(f"{type(error).__name__}: {error}", token)
+                ) from None
     write_text_atomic(
         state_path,
         json.dumps(
@@ -133,6 +144,37 @@ def publish(
     )
     log.info("pushed %d changed and %d deleted files to %s (commit %s)", len(added), len(deleted), repo_id, commit)
     return PublishOutcome("pushed", repo_id, digest, entries, added, deleted, commit=commit)
+
+
+def expected_rows(dataset_dir: Path) -> dict[str, dict[str, int]]:
+    """{config: {split: rows}} from the card's `dataset_info` (what `write_dataset` measured)."""
+    import yaml
+
+    header = (Path(dataset_dir) / "README.md").read_text(encoding="utf-8").split("---\n", 2)[1]
+    infos = yaml.safe_load(header).get("dataset_info") or []
+    return {
+        info["config_name"]: {split["name"]: int(split["num_examples"]) for split in info.get("splits", [])}
+        for info in infos
+    }
+
+
+def load_back_check(source: str, dataset_dir: Path, token: str | None = None, revision: str | None = None) -> None:
+    """Load every config of `source` (a Hub repo id, or a local copy) with `datasets` as a user would, fresh from
+    the source (no cache), and compare each split's rows with the card; raise on the first difference."""
+    import datasets
+
+    for config, splits in expected_rows(dataset_dir).items():
+        try:
+            loaded = with_retries(
+                lambda config=config: datasets.load_dataset(
+                    source, config, token=token, revision=revision, download_mode="force_redownload"
+                )
+            )
+        except Exception as error:  # noqa: BLE001 - `datasets` itself may notice the sizes differ
+            raise ValueError(f"config {config!r} does not load: {type(error).__name__}: {error}") from None
+        got = {split: loaded[split].num_rows for split in loaded}
+        if got != splits:
+            raise ValueError(f"config {config!r}: loaded rows {got}, the card says {splits}")
 
 
 def _push(

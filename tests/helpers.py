@@ -210,3 +210,21 @@ def make_histtext_tree(root: Path) -> dict[str, int]:
         encoding="utf-8",
     )
     return {"C018": 2, "C019": 1}
+
+
+def png_pixels(png: bytes):
+    """A plot's pixels as an (h, w, channels) array, so tests look at what was drawn, not only the PNG header."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def ink_share(png: bytes, color: tuple[int, int, int]) -> float:
+    """Share of a plot's pixels within 40 of `color` in every channel (how much of a bar colour was drawn)."""
+    import numpy as np
+
+    pixels = png_pixels(png).astype(int)
+    return float((np.abs(pixels - np.array(color)).max(axis=2) < 40).mean())

@@ -156,3 +156,65 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff_and_others_are_n
     with pytest.raises(Exception, match="500"):
         with_retries(flaky([http_error(500)] * 5), attempts=3, sleep=slept.append)
     assert slept == [1.0, 2.0]
+
+
+def built_dataset(path):
+    """A real dataset directory (card with dataset_info, parquet per split) with one config."""
+    import polars as pl
+
+    from dataset.hf_dataset import CardInfo, write_dataset
+
+    rows = pl.DataFrame(
+        {
+            "text": ["Mercy", "Justice", "Duty to pay"],
+            "kind": ["value", "value", "duty"],
+            "century": ["C017", "C017", "C019"],
+            "split": ["train", "train", "validation"],
+        }
+    )
+    tables = {"benchmark": {"test": rows}}
+    write_dataset(path, tables, CardInfo(name="demo", code_version="test"))
+    return path
+
+
+def test_load_back_check_passes_on_what_was_built_and_names_a_config_that_lost_rows(tmp_path):
+    import polars as pl
+
+    from dataset.publish import expected_rows, load_back_check
+
+    built = built_dataset(tmp_path / "built")
+    assert expected_rows(built) == {"benchmark": {"test": 3}}
+    load_back_check(str(built), built)  # a local copy loads with `datasets` exactly as the Hub copy would
+
+    served = built_dataset(tmp_path / "served")  # what a broken upload left: one split lost a row
+    shard = next((served / "data" / "benchmark").rglob("*.parquet"))
+    pl.read_parquet(shard).head(2).write_parquet(shard)
+    with pytest.raises(ValueError, match="'benchmark'"):
+        load_back_check(str(served), built)
+
+
+def test_a_push_that_does_not_load_back_is_a_failure(tmp_path):
+    from dataset.publish import load_back_check
+
+    built = built_dataset(tmp_path / "built")
+    calls: list = []
+
+    def push(verify):
+        return publish(
+            built,
+            "user/demo",
+            FAKE_TOKEN,
+            tmp_path / "state.json",
+            tmp_path / "plan.json",
+            api_factory=lambda token: FakeHfApi(token, calls),
+            verify=verify,
+        )
+
+    empty = tmp_path / "empty"
+    (empty / "data").mkdir(parents=True)
+    (empty / "README.md").write_text((built / "README.md").read_text())
+    with pytest.raises(PublishError, match="does not load back") as failed:
+        push(lambda repo_id, directory, token, commit: load_back_check(str(empty), directory, token))
+    assert FAKE_TOKEN not in str(failed.value) and not (tmp_path / "state.json").exists()
+    outcome = push(lambda repo_id, directory, token, commit: load_back_check(str(built), directory))
+    assert outcome.action == "pushed"

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from pipelines.concurrency import apply_pool_limits, teacher_pool_limit
+from pipelines.executors import GPU_STEPS
 from pipelines.home import REPO_DAGSTER_YAML
 from sources.settings import Settings
 
@@ -41,8 +42,8 @@ def test_finetuning_holds_the_gpu_pool_and_the_training_job_the_gpu_tag():
     from pipelines.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    key = dg.AssetKey("finetuned_model")
-    if key not in graph.materializable_asset_keys:
-        pytest.skip("no finetuned_model asset in this checkout")
-    assert graph.get(key).assets_def.op.pool == "gpu"
+    for name in GPU_STEPS:  # every training stage, so a renamed or new stage cannot slip past the pool
+        key = dg.AssetKey(name)
+        assert key in graph.materializable_asset_keys, f"{name} is not an asset (renamed?)"
+        assert graph.get(key).assets_def.op.pool == "gpu", name
     assert defs.resolve_job_def("training_job").tags.get("gpu") == "1"

@@ -36,8 +36,8 @@ def test_gpu_steps_are_the_finetuning_asset():
     graph = defs.resolve_asset_graph()
     for step in GPU_STEPS:
         key = dg.AssetKey(step)
-        if key in graph.materializable_asset_keys:
-            assert graph.get(key).assets_def.op.name == step  # per_step_k8s_config is keyed by op name
+        assert key in graph.materializable_asset_keys, f"GPU step {step} is not an asset (renamed?)"
+        assert graph.get(key).assets_def.op.name == step  # per_step_k8s_config is keyed by op name
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 from quality.pretrain import build_pretrain, century_bar_chart
 from quality.tokens import count_tokens, teacher_tokenizer
 from sources.schema import DOCUMENTS, PRETRAIN, frame_of
-from tests.helpers import make_doc
+from tests.helpers import ink_share, make_doc
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,12 @@ def test_token_counts_match_encoding(tokenizer):
     assert counts[1] == 0
 
 
-def test_chart_is_a_png():
+def test_chart_draws_the_bars_and_the_highlight():
     png = century_bar_chart({"C017": {"docs": 3, "tokens": 900}, "C019": {"docs": 5}}, highlight="C017")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    dark, light = (0x2B, 0x5D, 0x8A), (0x8F, 0xB3, 0xD4)  # the highlighted century and the others
+    assert ink_share(png, dark) > 0.005 and ink_share(png, light) > 0.005
+    plain = century_bar_chart({"C017": {"docs": 3, "tokens": 900}, "C019": {"docs": 5}})
+    assert ink_share(plain, dark) < ink_share(png, dark) / 10  # no highlight: no dark bar
+    taller = century_bar_chart({"C017": {"docs": 30, "tokens": 900}, "C019": {"docs": 5}}, highlight="C017")
+    assert ink_share(taller, dark) > ink_share(png, dark)  # the bar grows with its value
