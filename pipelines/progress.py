@@ -25,8 +25,9 @@ TEACHER_CALL_KEYS = ("teacher_calls", "backend_calls")
 TEACHER_LIVE_KEYS = ("tokens_per_s", "window", "cost_usd", "eta_s")
 
 
-def describe_teacher_live(live: dict[str, float]) -> list[str]:
-    """[issue 15] 'window 64', '812 tok/s', '$0.0123', 'ETA 41s' from a teacher progress payload."""
+def describe_teacher_live(live: dict[str, float], with_eta: bool = True) -> list[str]:
+    """[issue 15] 'window 64', '812 tok/s', '$0.0123', 'ETA 41s' from a teacher progress payload (the ETA only
+    `with_eta`: a document stage's rates already carry it)."""
     parts = []
     if live.get("window"):
         parts.append(f"window {int(live['window'])}")
@@ -34,7 +35,7 @@ def describe_teacher_live(live: dict[str, float]) -> list[str]:
         parts.append(f"{live['tokens_per_s']:.0f} tok/s")
     if live.get("cost_usd"):
         parts.append(f"${live['cost_usd']:.4f}")
-    if live.get("eta_s"):
+    if with_eta and live.get("eta_s"):
         parts.append(f"ETA {live['eta_s']:.0f}s")
     return parts
 
@@ -105,7 +106,7 @@ class RunProgress:
         if self.teacher_calls:
             rate = self.calls_per_s
             parts.append(f"{self.teacher_calls} teacher calls" + (f" ({rate:.1f}/s)" if rate else ""))
-        parts.extend(describe_teacher_live(self.teacher_live))
+        parts.extend(describe_teacher_live(self.teacher_live, with_eta=not self.rates))
         return ", ".join(parts)
 
 

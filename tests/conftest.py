@@ -60,3 +60,14 @@ def pretrain() -> pl.DataFrame:
             "stub": ("sotu", "Amen."),
         }
     )
+
+
+@pytest.fixture(autouse=True)
+def _forget_dagster_current_instance():
+    """Entering a `DagsterInstance` sets Dagster's current defs-state storage (a ContextVar) that a nested enter of
+    the same instance (a schedule or sensor context built on it) can leave set after the instance is gone; the next
+    test would then read a deleted temp instance ("unable to open database file"). Each test starts without one."""
+    yield
+    from dagster._core.storage.defs_state import base  # no public API resets it
+
+    base._current_storage.set(None)

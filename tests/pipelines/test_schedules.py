@@ -47,10 +47,10 @@ def make_defs(check_passes: dict) -> dg.Definitions:
 
 
 def evaluate(defs: dg.Definitions, instance: dg.DagsterInstance):
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(  # exiting the context hands Dagster's current instance back
         instance=instance, repository_def=defs.get_repository_def(), scheduled_execution_time=datetime.now(UTC)
-    )
-    return weekly_rebuild(context, settings=SettingsResource())
+    ) as context:
+        return weekly_rebuild(context, settings=SettingsResource())
 
 
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
