@@ -56,13 +56,31 @@ class SplitConfig:
 def split_of(key: str, config: SplitConfig) -> str:
     """test for the first `test_fraction` of the hash range, validation for the next slice, train otherwise; `key` is
     a content group key (`group_keys`)."""
-    digest = hashlib.sha256(f"{config.salt}\x1f{key}".encode()).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64
+    position = position_of(key, config)
     if position < config.test_fraction:
         return "test"
     if position < config.test_fraction + config.validation_fraction:
         return "validation"
     return "train"
+
+
+def position_of(key: str, config: SplitConfig) -> float:
+    digest = hashlib.sha256(f"{config.salt}\x1f{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_splits(keys: list[str], config: SplitConfig) -> dict[str, str]:
+    """`split_of` for every content group, except that with three or more groups neither held-out split is left
+    empty: a small corpus has few groups (a Bible chapter is one group in every edition), and hashing alone then
+    often puts none in test, which would publish an empty benchmark. The train group nearest the start of the hash
+    range moves to the empty split, so the result stays a deterministic function of the set of groups."""
+    splits = {key: split_of(key, config) for key in keys}
+    for wanted, fraction in (("test", config.test_fraction), ("validation", config.validation_fraction)):
+        if len(splits) >= 3 and fraction > 0 and wanted not in splits.values():
+            train = sorted((position_of(key, config), key) for key, split in splits.items() if split == "train")
+            if len(train) > 1:
+                splits[train[0][1]] = wanted
+    return splits
 
 
 def group_keys(rows: pl.DataFrame, documents: pl.DataFrame | None = None) -> pl.Series:
@@ -106,7 +124,7 @@ def build_vrd_rows(
     else:
         rows = rows.with_columns(pl.lit(None, dtype=pl.String).alias("doc_id"))
     keys = group_keys(rows, documents)
-    splits = {key: split_of(key, config) for key in keys.unique().to_list()}
+    splits = assign_splits(keys.unique().to_list(), config)
     rows = rows.with_columns(keys.replace_strict(splits, return_dtype=pl.String).alias("split"))
     dropped = vrd.height - rows.height
     if dropped:

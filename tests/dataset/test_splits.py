@@ -207,3 +207,19 @@ def test_a_bible_chapter_in_every_edition_and_a_document_keep_one_split():
     benchmark_groups = set(keyed.filter(pl.col("split") == "test")["group_key"])
     paired_groups = set(keyed.filter(pl.col("situation_id").is_in(pairs["situation_id"].to_list()))["group_key"])
     assert benchmark_groups and paired_groups and not paired_groups & benchmark_groups
+
+
+def test_few_groups_still_give_a_benchmark_and_a_validation_split():
+    from dataset.splits import assign_splits, position_of
+
+    config = SplitConfig()
+    keys = [f"bible:01.{i:03d}" for i in range(40)]
+    plain = {key: split_of(key, config) for key in keys}
+    few = [key for key in keys if plain[key] == "train"][:5]  # five groups that hashing alone puts all in train
+    splits = assign_splits(few, config)
+    assert sorted(splits.values()).count("test") == 1 and sorted(splits.values()).count("validation") == 1
+    moved = sorted(few, key=lambda key: position_of(key, config))[:2]
+    assert {splits[moved[0]], splits[moved[1]]} == {"test", "validation"}  # the two nearest the range start
+    assert assign_splits(few, config) == splits  # deterministic
+    assert assign_splits(keys, config) == plain  # enough groups: hashing alone decides, nothing moves
+    assert set(assign_splits(few[:2], config).values()) == {"train"}  # two groups: nothing to hold out
