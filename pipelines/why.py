@@ -343,7 +343,7 @@ class Lineage:
             steps.append(self._stage_step(candidate_id, "vrd_splits", "vrd_splits", "candidate_id", "human_review"))
             return steps
         which = split[1]["split"]
-        steps.append(Step("vrd_splits", "kept", f"split {which} (hash of situation_id)", "vrd_splits", None))
+        steps.append(Step("vrd_splits", "kept", f"split {which} (hash of its content group)", "vrd_splits", None))
         if which == "test":
             if self.first(candidate_id, "benchmark", "candidate_id"):
                 steps.append(Step("benchmark", "kept", "in the decontaminated benchmark", "benchmark"))
