@@ -7,9 +7,9 @@ falls in the first `--reject-share` of the range is judged "not relevant", one i
 everything else is judged right.
 
 Label Studio would downgrade packages the project pins (numpy, pyarrow, openai), so it lives in its own venv,
-found via `--label-studio`, the `LABEL_STUDIO_BIN` env var, `/work/lsvenv/bin/label-studio` or PATH:
+found via `--label-studio`, the `LABEL_STUDIO_BIN` env var, `.venv-label-studio/bin/label-studio` or PATH:
 
-    python -m venv /work/lsvenv && /work/lsvenv/bin/pip install label-studio==1.23.2
+    python -m venv .venv-label-studio && .venv-label-studio/bin/pip install label-studio==1.23.2
     chronoprism review export --n 24 --stratify century,kind --out /tmp/review
     python scripts/label_studio_roundtrip.py --tasks /tmp/review/tasks.json --config /tmp/review/label_config.xml \\
         --out tests/fixtures/label_studio/export.json
@@ -36,7 +36,7 @@ START_TIMEOUT_S = 1200  # the first start migrates a fresh SQLite database: minu
 
 
 def find_label_studio(explicit: str | None) -> str:
-    for candidate in (explicit, os.environ.get("LABEL_STUDIO_BIN"), "/work/lsvenv/bin/label-studio"):
+    for candidate in (explicit, os.environ.get("LABEL_STUDIO_BIN"), ".venv-label-studio/bin/label-studio"):
         if candidate and Path(candidate).is_file():
             return candidate
     found = shutil.which("label-studio")
