@@ -66,6 +66,19 @@ class DatingConfig:
     def hasher(self) -> CharNgramHasher:
         return CharNgramHasher(self.ngram_min, self.ngram_max, self.hash_bits, n_jobs=self.n_jobs)
 
+    def classifier(self):
+        """The SGD logistic regression every fit uses (the full model and each leave-one-source-out fold)."""
+        from sklearn.linear_model import SGDClassifier
+
+        return SGDClassifier(
+            loss="log_loss",
+            alpha=self.alpha,
+            max_iter=self.epochs,
+            tol=None,
+            random_state=self.seed,
+            n_jobs=self.n_jobs,
+        )
+
 
 class Estimate(NamedTuple):
     """`confidence`: the probability that the century is right, as measured on sources the model never saw (the
@@ -207,7 +220,6 @@ def version_of(digest: str) -> str:
 
 def train_estimator(documents: pl.DataFrame, config: DatingConfig | None = None) -> DateEstimator:
     """Train on the train split, fit T on the calibration split, report on the test split (all by content)."""
-    from sklearn.linear_model import SGDClassifier
 
     config = config or DatingConfig()
     started = time.monotonic()
@@ -230,14 +242,7 @@ def train_estimator(documents: pl.DataFrame, config: DatingConfig | None = None)
     idf = fit_idf(counts[train])
     features = weigh(counts, idf)
     del counts
-    model = SGDClassifier(
-        loss="log_loss",
-        alpha=config.alpha,
-        max_iter=config.epochs,
-        tol=None,
-        random_state=config.seed,
-        n_jobs=config.n_jobs,
-    )
+    model = config.classifier()
     model.fit(features[train], labels[train])
     trained_s = time.monotonic() - started
     logits = np.asarray(features @ model.coef_.T) + model.intercept_

@@ -106,16 +106,7 @@ class OutOfSource:
 def fit_fold(features: sp.csr_matrix, labels: np.ndarray, n_classes: int, config) -> tuple[np.ndarray, np.ndarray]:
     """A linear model on `features` whose rows carry only some of the classes, as (coef, intercept) over all
     `n_classes` (a class it never saw gets a logit of -inf: probability 0)."""
-    from sklearn.linear_model import SGDClassifier
-
-    model = SGDClassifier(
-        loss="log_loss",
-        alpha=config.alpha,
-        max_iter=config.epochs,
-        tol=None,
-        random_state=config.seed,
-        n_jobs=config.n_jobs,
-    )
+    model = config.classifier()
     model.fit(features, labels)
     present = model.classes_.astype(int)
     coef = np.zeros((n_classes, features.shape[1]), dtype=np.float32)
