@@ -37,12 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from teacher.cache import TeacherCache, cache_path  # noqa: E402
+from teacher.cache import TeacherCache  # noqa: E402
 from teacher.testing.load import load_jobs, load_teacher  # noqa: E402
 from teacher.testing.sim_server import SimServerProcess, request_key  # noqa: E402
 
@@ -93,6 +94,32 @@ def throughput(window: int, n: int, workdir: Path, streaming: bool = True, cache
     return elapsed
 
 
+def bare_aiohttp(window: int, n: int) -> float:
+    """Seconds for a minimal client (`window` aiohttp workers, no Teacher, no parsing, no cache) to get `n`
+    answers from the same server: what this machine allows at all, the simulated server sharing its cores."""
+    import asyncio
+
+    import aiohttp
+
+    async def run(url: str) -> float:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+            async def worker(salts: Iterator[str]) -> None:
+                for salt in salts:
+                    body = {"model": "sim", "messages": load_jobs(1, salt=salt)[0].request.messages, "max_tokens": 64}
+                    async with session.post(f"{url}/chat/completions", json=body) as reply:
+                        json.loads(await reply.text())
+
+            await asyncio.gather(*(worker(iter([f"warm-up {w} "])) for w in range(min(window, 20))))  # connections
+            salts = (f"{i} " for i in range(n))  # shared: each worker takes the next request when its answer is in
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(salts) for _ in range(window)))
+            return time.perf_counter() - started
+
+    with SimServerProcess(**SERVER) as server:
+        return asyncio.run(run(server.base_url))
+
+
 def rate_limited(n: int, workdir: Path) -> tuple[float, dict]:
     with SimServerProcess(**SERVER, rpm=RPM) as server:
         cache = TeacherCache(workdir / f"rl-{time.monotonic_ns()}.duckdb")
@@ -129,15 +156,13 @@ def kill_and_rerun(n: int, workdir: Path) -> dict:
     with SimServerProcess(**SERVER) as server:
         cmd = [sys.executable, "-m", "teacher.testing.load", str(home), server.base_url, str(n), str(KILL_WINDOW)]
         worker = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL)
-        committed, deadline = 0, time.monotonic() + 120
-        while committed < n * 0.4 and time.monotonic() < deadline and worker.poll() is None:
-            time.sleep(0.2)
-            if cache_path(home).exists():
-                committed = TeacherCache.for_home(home).calls_frame().height
+        deadline = time.monotonic() + 120
+        while server.stats().get("ok", 0) < n * 0.4 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.05)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
-        calls = TeacherCache.for_home(home).calls_frame()
         asked_before = server.stats().get("ok", 0)
+        calls = TeacherCache.for_home(home).calls_frame()  # opening the cache merges the dead worker's journal
         rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
         counters = json.loads(rerun.stdout.strip().splitlines()[-1])
         stats = server.stats()
@@ -171,16 +196,22 @@ def main() -> int:
                 print(
                     f"{'in flight':>12} {'requests':>9} {'req/s (median, min-max)':>26} {'ideal':>8} {'% ideal':>16}"
                 )
-                # (in flight, streaming, with the cache): ours; the window alone; the peer
-                points = [(w, True, True) for w in WINDOWS] + [(64, True, False), (256, True, False), (4, False, True)]
+                # (label, in flight, requests, one run): ours; the window alone; a bare aiohttp loop; the peer
+                points = [(f"{w}", w, True, True) for w in WINDOWS]
+                points += [(f"{w} nocache", w, True, False) for w in (64, 256)]
+                points += [(f"{w} bare", w, None, None) for w in (64, 256)]
+                points += [("peer 4", 4, False, True)]
                 medians = {}
-                for window, streaming, cached in points:
-                    n = max(20, int(window * WAVES * args.scale)) if streaming else int(160 * args.scale)
-                    seconds = [throughput(window, n, workdir, streaming, cached) for _ in range(args.runs)]
+                for label, window, streaming, cached in points:
+                    n = max(20, int(window * WAVES * args.scale)) if streaming is not False else int(160 * args.scale)
+                    runs = range(args.runs)
+                    if streaming is None:
+                        seconds = [bare_aiohttp(window, n) for _ in runs]
+                    else:
+                        seconds = [throughput(window, n, workdir, streaming, cached) for _ in runs]
                     ideal_s = math.ceil(n / window) * REQUEST_S
                     rates = [n / s for s in seconds]
                     shares = [100 * ideal_s / s for s in seconds]
-                    label = (f"{window}" if cached else f"{window} nocache") if streaming else "peer 4"
                     medians[label] = statistics.median(rates)
                     ideal_rate = n / ideal_s
                     print(f"{label:>12} {n:>9} {summary(rates):>26} {ideal_rate:>8.1f} {summary(shares):>16}")
@@ -188,6 +219,9 @@ def main() -> int:
                         verdict = "met" if statistics.median(shares) >= 90 else "MISSED"
                         print(f"{'':>12} goal >= 90 % of ideal: {verdict}")
                 print("nocache = the window alone, without the cache commits (the client's own ceiling here)")
+                print("bare = a minimal aiohttp loop, no Teacher: what this machine allows with the server on it")
+                for w in (64, 256):
+                    print(f"ours / bare at {w}: {medians[str(w)] / medians[f'{w} bare']:.2f}")
                 print("peer 4 = before issue 15: rounds of 8 requests, 4 in flight, each round waits for its slowest")
                 print(f"ratio ours/peer (req/s, 64 in flight vs peer): {medians['64'] / medians['peer 4']:.1f}x")
             if "rate" not in args.skip:

@@ -50,7 +50,7 @@ RUNTIME_ONLY_FIELDS: dict[str, tuple[str, ...]] = {
     # [issue 15] throughput, budgets and prices change how fast and what it costs, not what is written
     + ("max_in_flight", "adaptive_window", "requests_per_minute", "tokens_per_minute", "price_prompt_per_million")
     + ("price_completion_per_million", "vllm_tensor_parallel_size", "vllm_data_parallel_size")
-    + ("vllm_gpu_memory_utilization", "commit_interval_s"),
+    + ("vllm_gpu_memory_utilization", "merge_interval_s"),
     "dedup": ("cluster_warn_size", "cluster_warn_share"),  # [issue 18] only the cluster check's warning limits
 }
 # check executions read per check; a partition last written before the newest 500 is checked again (rerun)

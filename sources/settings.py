@@ -137,8 +137,8 @@ class TeacherSettings(Section):
         None, description="ask again with doubled max tokens when an answer is cut off; None = openai and vllm only"
     )
     max_new_tokens_cap: int = Field(2048, ge=8, description="largest answer budget a truncation retry may ask for")
-    commit_interval_s: float = Field(
-        0.0, ge=0, description="openai backend: at most one cache commit per this many seconds; 0 = as answers arrive"
+    merge_interval_s: float = Field(
+        5.0, ge=0, description="how often the cache journal (answers committed as they arrive) goes into the DuckDB file"
     )
     price_prompt_per_million: float | None = Field(None, ge=0, description="USD per million prompt tokens (cost)")
     price_completion_per_million: float | None = Field(None, ge=0, description="USD per million completion tokens")

@@ -27,7 +27,7 @@ def open_teacher(settings: Settings, run_id: str | None = None, cache: bool = Tr
         max_new_tokens_cap=t.max_new_tokens_cap,
         price_prompt_per_million=t.price_prompt_per_million,
         price_completion_per_million=t.price_completion_per_million,
-        commit_interval_s=t.commit_interval_s,
+        merge_interval_s=t.merge_interval_s,
     )
 
 

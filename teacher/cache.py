@@ -3,8 +3,13 @@
 - **Keys.** `call_id = sha256(backend, model, request payload)`; the payload holds the messages (prompt and
   few-shot), the assistant prefix, every sampling parameter, the JSON schema and the prompt version. Anything that
   can change an answer changes the key, so a rebuild with nothing changed makes 0 backend calls.
-- **Commits.** The `Teacher` writes each batch's answers in one transaction right after the backend returns, so a
-  run killed with `kill -9` loses at most the batch in flight; the rerun finds the rest here.
+- **Commits.** Answers are committed the moment they arrive by appending them to this process's *journal*
+  (`cache/journal/<pid>-<id>.jsonl`, one JSON line per call, flushed to the OS at once: cheap enough for hundreds
+  of answers a second, where opening the DuckDB file per commit was not). The journal is merged into the DuckDB
+  file every `merge_interval_s`, at the end of each `Teacher.run` and on close. A run killed with `kill -9`
+  therefore loses only what was in flight: the next process that opens the cache merges every journal whose
+  writer is gone (each writer holds a lock on its journal; the kernel drops it when the process dies). A flushed
+  line survives the process, not a power cut (no fsync per answer).
 - **Processes.** DuckDB lets one process open a file for writing; Dagster's multiprocess executor runs several
   partitions at once. Every access therefore holds an OS file lock (`teacher.duckdb.lock`, released by the kernel
   if the holder dies) and keeps the database open only for that access.
@@ -21,6 +26,7 @@ import json
 import logging
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -169,6 +175,8 @@ class TeacherCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
         self._ready = False
+        self._journal: _Journal | None = None
+        self._journaled: dict[str, tuple[str, str]] = {}  # call id -> (status, response json), not yet merged
 
     @classmethod
     def for_home(cls, home: Path) -> TeacherCache:
@@ -185,60 +193,86 @@ class TeacherCache:
                     con.execute(_DDL)
                     con.execute(_MIGRATE)
                     self._ready = True
+                    self._recover_journals(con)
                 yield con
             finally:
                 con.close()
 
     def lookup(self, call_ids: Iterable[str]) -> dict[str, TeacherResponse]:
-        """Cached answers (status ok or malformed) for the ids that have one."""
+        """Cached answers (status ok or malformed) for the ids that have one, this process's journal included."""
         ids = sorted(set(call_ids))
         if not ids:
             return {}
-        with self.connect() as con:
-            rows = con.execute(
-                "SELECT call_id, response_json FROM teacher_calls WHERE status <> ? AND call_id IN "
-                "(SELECT unnest(?::VARCHAR[]))",
-                [STATUS_FAILED, ids],
-            ).fetchall()
-        return {call_id: TeacherResponse.from_payload(json.loads(payload)) for call_id, payload in rows}
+        found = {c: self._journaled[c] for c in ids if c in self._journaled}
+        hits = {c: payload for c, (status, payload) in found.items() if status != STATUS_FAILED}
+        rest = [c for c in ids if c not in found]
+        if rest:
+            with self.connect() as con:
+                rows = con.execute(
+                    "SELECT call_id, response_json FROM teacher_calls WHERE status <> ? AND call_id IN "
+                    "(SELECT unnest(?::VARCHAR[]))",
+                    [STATUS_FAILED, rest],
+                ).fetchall()
+            hits.update(rows)
+        return {call_id: TeacherResponse.from_payload(json.loads(payload)) for call_id, payload in hits.items()}
 
     def record(self, records: list[CallRecord], build_id: str, counters: BuildCounters | None = None) -> None:
         """Store one batch of calls (and the build's counter increments) in one transaction."""
         now = datetime.now(UTC).replace(tzinfo=None)
-        rows = [
-            (
-                r.call_id,
-                r.backend,
-                r.model,
-                r.request.task,
-                r.request.prompt_version,
-                json.dumps(r.request.payload(), sort_keys=True, ensure_ascii=False),
-                r.response.text,
-                json.dumps(r.response.payload(), ensure_ascii=False),
-                r.status,
-                1,
-                r.response.latency_s,
-                now,
-                build_id,
-            )
-            for r in records
-        ]
-        # one INSERT ... SELECT over an Arrow table: executemany runs the statement once per row (~30 ms a row)
-        table = pl.DataFrame(rows, schema=_CALL_COLUMNS, orient="row").to_arrow() if rows else None
         with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            if table is not None:
-                con.register("new_calls", table)
-                con.execute(
-                    "INSERT INTO teacher_calls SELECT * FROM new_calls ON CONFLICT (call_id) "
-                    "DO UPDATE SET response = excluded.response, response_json = excluded.response_json, "
-                    "status = excluded.status, attempts = teacher_calls.attempts + 1, "
-                    "latency_s = excluded.latency_s, created_at = excluded.created_at, build_id = excluded.build_id"
-                )
-                con.unregister("new_calls")
-            if counters is not None and not counters.is_zero():
-                self._add_counters(con, build_id, counters, now)
-            con.execute("COMMIT")
+            _insert(con, [_row(r, build_id, now) for r in records], [(build_id, counters)] if counters else [], now)
+
+    def append(self, records: list[CallRecord], build_id: str, counters: BuildCounters | None = None) -> None:
+        """Commit calls (and counter increments) to this process's journal: durable once this returns (for a
+        killed process, not a power cut), in the DuckDB file after the next `merge_journal()`."""
+        if self._journal is None:
+            self._journal = _Journal(self.path.parent / JOURNAL_DIR)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rows = [_row(r, build_id, now) for r in records]
+        self._journal.write(rows, build_id, counters)
+        for row in rows:
+            self._journaled[row[0]] = (row[8], row[7])
+
+    @property
+    def journal_rows(self) -> int:
+        """Calls in this process's journal not yet merged into the DuckDB file."""
+        return len(self._journaled)
+
+    def merge_journal(self) -> None:
+        """Move this process's journal into the DuckDB file (one transaction) and empty it."""
+        if self._journal is None or self._journal.empty:
+            return
+        with self.connect() as con:
+            _merge(con, self._journal.path)
+            self._journal.truncate()
+        self._journaled.clear()
+
+    def close(self) -> None:
+        """Merge and remove this process's journal."""
+        self.merge_journal()
+        if self._journal is not None:
+            self._journal.remove()
+            self._journal = None
+
+    def _recover_journals(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Merge the journals of processes that are gone (killed mid-run): their answers count as committed."""
+        folder = self.path.parent / JOURNAL_DIR
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            if self._journal is not None and path == self._journal.path:
+                continue
+            lock = FileLock(str(path) + ".lock", timeout=0)
+            try:
+                lock.acquire()
+            except TimeoutError:
+                continue  # its writer is alive
+            try:
+                if path.exists():
+                    merged = _merge(con, path)
+                    logger.info("teacher cache: recovered %d calls from the journal of a stopped run", merged)
+                    path.unlink()
+            finally:
+                lock.release()
+                Path(str(path) + ".lock").unlink(missing_ok=True)
 
     def add_counters(self, build_id: str, counters: BuildCounters) -> None:
         if counters.is_zero():
@@ -309,6 +343,112 @@ class TeacherCache:
         if not rows:
             return empty(TEACHER_CALLS)
         return conform(pl.DataFrame(rows, schema=columns, orient="row"), TEACHER_CALLS)
+
+
+JOURNAL_DIR = "journal"
+
+
+def _row(r: CallRecord, build_id: str, now: datetime) -> tuple:
+    """One `teacher_calls` row, in `_CALL_COLUMNS` order."""
+    return (
+        r.call_id,
+        r.backend,
+        r.model,
+        r.request.task,
+        r.request.prompt_version,
+        json.dumps(r.request.payload(), sort_keys=True, ensure_ascii=False),
+        r.response.text,
+        json.dumps(r.response.payload(), ensure_ascii=False),
+        r.status,
+        1,
+        r.response.latency_s,
+        now,
+        build_id,
+    )
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    rows: list[tuple],
+    counters: list[tuple[str, BuildCounters | None]],
+    now: datetime,
+) -> None:
+    """Upsert call rows (a repeated call id is a retry: attempts + 1) and add counters, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    if rows:
+        # one INSERT ... SELECT over an Arrow table: executemany runs the statement once per row (~30 ms a row)
+        latest = {row[0]: row for row in rows}  # one row per id within a batch; attempts count earlier ones
+        attempts = Counter(row[0] for row in rows)
+        rows = [(*row[:9], attempts[row[0]], *row[10:]) for row in latest.values()]
+        con.register("new_calls", pl.DataFrame(rows, schema=_CALL_COLUMNS, orient="row").to_arrow())
+        con.execute(
+            "INSERT INTO teacher_calls SELECT * FROM new_calls ON CONFLICT (call_id) "
+            "DO UPDATE SET response = excluded.response, response_json = excluded.response_json, "
+            "status = excluded.status, attempts = teacher_calls.attempts + excluded.attempts, "
+            "latency_s = excluded.latency_s, created_at = excluded.created_at, build_id = excluded.build_id"
+        )
+        con.unregister("new_calls")
+    per_build: dict[str, BuildCounters] = {}
+    for build_id, delta in counters:  # one upsert per build: each costs ~20 ms
+        if delta is not None:
+            per_build[build_id] = per_build.get(build_id, BuildCounters()) + delta
+    for build_id, delta in per_build.items():
+        if not delta.is_zero():
+            TeacherCache._add_counters(con, build_id, delta, now)
+    con.execute("COMMIT")
+
+
+def _merge(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Insert a journal's calls and counters; a line cut by a kill mid-write is skipped (that call was in flight).
+    Returns the number of calls."""
+    rows: list[tuple] = []
+    counters: list[tuple[str, BuildCounters | None]] = []
+    with open(path, encoding="utf-8") as journal:
+        for line in journal:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "counters" in entry:
+                counters.append((entry["build_id"], BuildCounters(**entry["counters"])))
+            else:
+                row = entry["call"]
+                row[11] = datetime.fromisoformat(row[11])
+                rows.append(tuple(row))
+    _insert(con, rows, counters, datetime.now(UTC).replace(tzinfo=None))
+    return len(rows)
+
+
+class _Journal:
+    """One process's append-only file of committed calls, locked while its writer lives."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
+        self._lock = FileLock(str(self.path) + ".lock", timeout=0)
+        self._lock.acquire()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (open for the writer's lifetime)
+        self.empty = True
+
+    def write(self, rows: list[tuple], build_id: str, counters: BuildCounters | None) -> None:
+        lines = [json.dumps({"call": [*row[:11], row[11].isoformat(), row[12]]}, ensure_ascii=False) for row in rows]
+        if counters is not None and not counters.is_zero():
+            lines.append(json.dumps({"build_id": build_id, "counters": counters.to_dict()}))
+        if lines:
+            self._file.write("\n".join(lines) + "\n")
+            self._file.flush()  # in the OS now: a kill -9 of this process cannot lose it
+            self.empty = False
+
+    def truncate(self) -> None:
+        self._file.truncate(0)
+        self._file.seek(0)
+        self.empty = True
+
+    def remove(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+        self._lock.release()
+        Path(self._lock.lock_file).unlink(missing_ok=True)
 
 
 def register_build(home: Path, build_id: str) -> None:

@@ -1,5 +1,7 @@
 import dataclasses
 import multiprocessing
+import os
+import signal
 
 import pytest
 
@@ -130,3 +132,43 @@ def test_concurrent_processes_write_one_cache(tmp_path):
     cache = TeacherCache(path)
     assert cache.calls_frame().height == 150
     assert cache.build_counters("shared").backend_calls == 150
+
+
+def _append_then_die(path: str) -> None:
+    cache = TeacherCache(path)
+    cache.append([_record("journaled-a"), _record("journaled-b")], "killed", BuildCounters(backend_calls=2))
+    os.kill(os.getpid(), signal.SIGKILL)  # before any merge: only the journal holds the answers
+
+
+def test_journaled_answers_are_committed_before_any_merge_and_survive_a_kill(tmp_path):
+    path = str(tmp_path / "teacher.duckdb")
+    writer = TeacherCache(path)
+    writer.append([_record("a")], "live", BuildCounters(backend_calls=1))
+    assert set(writer.lookup(["a", "x"])) == {"a"}  # its own journal answers at once
+    reader = TeacherCache(path)
+    assert reader.calls_frame().height == 0  # the live writer's journal is not merged by others
+    ctx = multiprocessing.get_context("spawn")
+    killed = ctx.Process(target=_append_then_die, args=(path,))
+    killed.start()
+    killed.join(timeout=120)
+    assert killed.exitcode == -signal.SIGKILL
+    after = TeacherCache(path)  # a new process opening the cache after the kill
+    assert set(after.calls_frame()["call_id"]) == {"journaled-a", "journaled-b"}
+    assert after.build_counters("killed").backend_calls == 2
+    writer.close()  # merges and removes its journal
+    assert set(TeacherCache(path).calls_frame()["call_id"]) == {"a", "journaled-a", "journaled-b"}
+    assert not list((tmp_path / "journal").glob("*.jsonl"))
+
+
+def test_a_line_cut_mid_write_is_skipped_and_a_retried_call_counts_its_attempts(tmp_path):
+    path = tmp_path / "teacher.duckdb"
+    cache = TeacherCache(path)
+    cache.append([_record("b", status=STATUS_FAILED)], "one")
+    cache.append([_record("b", text="later")], "one")  # the retry succeeded
+    journal = next((tmp_path / "journal").glob("*.jsonl"))
+    with open(journal, "a", encoding="utf-8") as f:
+        f.write('{"call": ["cut-mid')  # what a kill during a write leaves
+    cache.merge_journal()
+    calls = TeacherCache(path).calls_frame()
+    assert calls["call_id"].to_list() == ["b"] and calls["attempts"].to_list() == [2]
+    assert calls["response"].to_list() == ["later"]
