@@ -105,6 +105,7 @@ def build_corpus(n_docs: int, rng: np.random.Generator) -> pl.DataFrame:
             "year_min": years,
             "year_max": years,
             "date_method": "bench",
+            "date_confidence": None,
             "century": "C017",
             "n_chars": [len(t) for t in texts],
             "license": "public domain",

@@ -43,9 +43,11 @@ HISTTEXT_RECORD_KEYS = (  # written after content / creation_year / source_datas
     "year_min",
     "year_max",
     "date_method",
+    "date_confidence",
     "license",
     "provenance",
 )
+PRETRAIN_KEYS = ("doc_id", "date_method", "date_confidence")  # record keys the pretrain row itself carries
 
 # (our column in the vrd config, ValuePrism's, KaleidoSys's): the card's mapping table
 COLUMN_MAP = (
@@ -111,9 +113,7 @@ def document_metadata(store: Store) -> pl.DataFrame | None:
     documents = store.scan("documents")
     if documents is None:
         return None
-    return documents.select(
-        ["doc_id", *(c for c in HISTTEXT_RECORD_KEYS if c not in ("doc_id", "date_method"))]
-    ).collect()
+    return documents.select(["doc_id", *(c for c in HISTTEXT_RECORD_KEYS if c not in PRETRAIN_KEYS)]).collect()
 
 
 def histtext_records(pretrain: pl.DataFrame, documents: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -123,11 +123,10 @@ def histtext_records(pretrain: pl.DataFrame, documents: pl.DataFrame | None = No
         pl.col("text").alias("content"),
         pl.col("year").alias("creation_year"),
         pl.col("source").alias("source_dataset"),
-        "doc_id",
-        "date_method",
+        *PRETRAIN_KEYS,
     )
     if documents is not None and not documents.is_empty():
-        extra = [c for c in HISTTEXT_RECORD_KEYS if c in documents.columns and c not in ("doc_id", "date_method")]
+        extra = [c for c in HISTTEXT_RECORD_KEYS if c in documents.columns and c not in PRETRAIN_KEYS]
         records = records.join(documents.select("doc_id", *extra).unique("doc_id"), on="doc_id", how="left")
     keys = [c for c in HISTTEXT_RECORD_KEYS if c in records.columns]
     return records.select("content", "creation_year", "source_dataset", *keys).sort("creation_year", "doc_id")

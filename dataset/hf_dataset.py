@@ -2,7 +2,7 @@
 
 ```
 README.md                                   card: YAML `configs:` so `datasets.load_dataset(dir, name)` works
-data/pretrain/C013.parquet ...              {text, doc_id, year, source, date_method}
+data/pretrain/C013.parquet ...              {text, doc_id, year, source, date_method, date_confidence}
 data/vrd/{train,validation,test}.parquet    ValuePrism-like rows
 data/mixture/{train,validation}.parquet     Kaleido task rows
 data/preference/train.parquet               {prompt, chosen, rejected}
@@ -197,9 +197,12 @@ def render_card(
         + "\n\n```python\nfrom datasets import load_dataset\n"
         + 'vrd = load_dataset("<this repo or directory>", "vrd")\n```',
         "## Per-century statistics\n\n" + _century_table(tables) + "\n\n`estimated dates` counts documents whose "
-        "century was estimated by chronoprism's date classifier (opt-in) rather than read from metadata; they carry "
-        "`date_method = \"estimated\"` in the `pretrain` config, so `ds.filter(lambda r: r['date_method'] != "
-        "'estimated')` excludes them.",
+        "century was estimated by chronoprism's date classifier (opt-in) rather than read from metadata. Every "
+        "config with one row per text (all but `value_trend`) carries `date_method` and `date_confidence` of the "
+        "document its row came from: estimated rows have `date_method` 'estimated' and the classifier's "
+        "calibrated probability (null for dates read from metadata), so `ds.filter(lambda r: r['date_method'] != "
+        "'estimated')` excludes them and `r['date_confidence'] is None or r['date_confidence'] >= 0.95` keeps only "
+        "confident ones.",
         "## Data-side value trend\n\nThe most frequent values, rights and duties per century in the data itself "
         "(before any model is trained), with the share of that century's situations naming them and their valence "
         "shares. Full table: the `value_trend` config.\n\n"

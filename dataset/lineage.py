@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sources.schema import DOCUMENTS, DUPLICATES, ESTIMATED_DOCUMENTS, PASSAGES, SITUATIONS, VRD, VRD_CANDIDATES
+from sources.schema import DOCUMENTS, DUPLICATES, PASSAGES, SITUATIONS, VRD, VRD_CANDIDATES
 from sources.storage import Store
 from teacher.cache import cached_calls
 
@@ -60,9 +60,10 @@ class LineageFacts:
     def __init__(self, store: Store):
         self.store = store
         self.home = store.home
-        docs = _scan(store, "documents", ["doc_id", "source", "year", "date_method"], DOCUMENTS)
-        estimated = _scan(store, "estimated_documents", ["doc_id", "date_confidence"], ESTIMATED_DOCUMENTS)
-        self.documents = docs.join(estimated.unique("doc_id"), on="doc_id", how="left").unique("doc_id")
+        # the documents carry their own date_confidence: the placement that put them in this build, not the latest
+        self.documents = _scan(
+            store, "documents", ["doc_id", "source", "year", "date_method", "date_confidence"], DOCUMENTS
+        ).unique("doc_id")
         passages = _scan(store, "passages", ["passage_id", "doc_id", "char_start", "char_end"], PASSAGES)
         self.passages = passages.rename({"char_start": "passage_char_start", "char_end": "passage_char_end"})
         self.situations = _scan(store, "situations", ["situation_id", "passage_id", "teacher_call_id"], SITUATIONS)

@@ -191,6 +191,7 @@ class BaseReader:
             year_min=date.year_min,
             year_max=date.year_max,
             date_method=date.method,
+            date_confidence=date.confidence,
             century=century_of(date.year),
             n_chars=len(text),
             license=raw.license or self.license,

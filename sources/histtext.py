@@ -4,8 +4,8 @@ records whose year could not be found in `dataset_text_sequence/undated.json`.
 
 Each year file is one JSON list (sources/jsonlist.py streams it). A record carries `content` (str),
 `creation_year` (int) and `source_dataset` (str), and any other keys; we read `title`, `author`, `language`,
-`id`/`source_doc_id`, `year_min`/`year_max`, `date_method`, `license` and `provenance` when present (our own
-HistText output writes them, so a round trip keeps every column). Reasons of their own: `bc_year`,
+`id`/`source_doc_id`, `year_min`/`year_max`, `date_method`, `date_confidence`, `license` and `provenance` when
+present (our own HistText output writes them, so a round trip keeps every column). Reasons of their own: `bc_year`,
 `year_file_mismatch` (creation_year vs its Y%05d.json, or the year file in another century's folder).
 """
 
@@ -161,7 +161,8 @@ def _date_of(record: dict, file_year: int, folder_problem: str | None) -> DateEs
     if not (type(low) is int and type(high) is int and 0 <= low <= year <= high):
         low = high = year
     method = _text(record.get("date_method")) or METHOD
-    return DateEstimate(year, low, high, method)
+    confidence = record.get("date_confidence")  # our own records: an estimated date keeps its probability
+    return DateEstimate(year, low, high, method, float(confidence) if type(confidence) in (int, float) else None)
 
 
 def _whole_year(value: object) -> int:

@@ -28,6 +28,7 @@ DOCUMENTS = {
     "year_min": pl.Int32,
     "year_max": pl.Int32,
     "date_method": pl.String,
+    "date_confidence": pl.Float64,  # the date classifier's calibrated probability; null: dated from metadata
     "century": pl.String,
     "n_chars": pl.Int64,
     "license": pl.String,
@@ -85,8 +86,16 @@ TEACHER_CALLS = {
     "created_at": pl.Datetime("us"),
 }
 
-# date_method travels into the published pretrain tables so users can drop rows dated by the classifier ("estimated")
-PRETRAIN = {"text": pl.String, "doc_id": pl.String, "year": pl.Int32, "source": pl.String, "date_method": pl.String}
+# date_method and date_confidence travel into the published pretrain tables so users can drop rows dated by the
+# classifier ("estimated") or keep only those it placed with a confidence they trust
+PRETRAIN = {
+    "text": pl.String,
+    "doc_id": pl.String,
+    "year": pl.Int32,
+    "source": pl.String,
+    "date_method": pl.String,
+    "date_confidence": pl.Float64,
+}
 
 VRD_KINDS = ("value", "right", "duty")
 VRD_KIND_PLURALS = {"value": "values", "right": "rights", "duty": "duties"}
@@ -112,6 +121,7 @@ class Document:
     n_chars: int
     license: str
     provenance: str
+    date_confidence: float | None = None  # last: the one column with a default (set only for estimated dates)
 
 
 @dataclass(slots=True)
@@ -275,9 +285,9 @@ UNDATED = {
     **{name: DOCUMENTS[name] for name in ("license", "provenance")},
 }
 
-# Undated rows placed in a century by the classifier: DOCUMENTS (date_method "estimated") plus its calibrated
-# probability and the model version; `documents` takes the DOCUMENTS columns of each century.
-ESTIMATED_DOCUMENTS = {**DOCUMENTS, "date_confidence": pl.Float64, "date_model": pl.String}
+# Undated rows placed in a century by the classifier: DOCUMENTS (date_method "estimated", date_confidence its
+# calibrated probability) plus the model version; `documents` takes the DOCUMENTS columns of each century.
+ESTIMATED_DOCUMENTS = {**DOCUMENTS, "date_model": pl.String}
 
 # [issue 7] value_eval: one century's finetuned model scoring every benchmark item (partition = the model's century;
 # `century` stays the item's own), with the base model's answer beside it

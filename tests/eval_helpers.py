@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import polars as pl
 
 from sources.schema import BENCHMARK, VALUE_EVAL, VALUE_TREND, conform, frame_of
@@ -47,3 +50,20 @@ def data_trend() -> pl.DataFrame:
         ("C020", "value", "honesty", 1, 6, 0.3, 0.0, 1.0, 0.0),
     ]
     return pl.DataFrame(rows, schema=list(VALUE_TREND), orient="row").cast(VALUE_TREND)
+
+
+def perturbed_model(base_dir: Path, out_dir: Path, seed: int = 0, scale: float = 1.0) -> Path:
+    """A copy of the model in `base_dir` with seeded Gaussian noise (`scale` x each tensor's std) added to every
+    weight: a "finetuned" model that really differs from its base, so a test can tell which one was scored."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(base_dir, out_dir)  # tokenizer and config as the base's
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for weight in model.parameters():
+            noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype)
+            weight.add_(noise * scale * (weight.std() if weight.numel() > 1 else 1.0))
+    model.save_pretrained(out_dir)
+    return out_dir

@@ -84,6 +84,46 @@ def test_opt_in_places_confident_undated_rows_and_accounts_for_every_row(home, t
     assert date_methods(store) == {"estimated": 1, "field:year": 1}  # C014 and C019 were built
 
 
+def test_placed_rows_publish_their_date_method_and_confidence(home, tmp_path, models_dir):
+    """[issue 13] estimated_documents -> documents -> clean -> dedup -> pretrain_corpus -> hf_dataset: a placed row
+    reaches the published pretrain config and the HistText tree with `date_method = "estimated"` and the
+    probability it was placed with; a row dated by its metadata has a null confidence."""
+    import datasets
+
+    from assets.clean import documents_clean
+    from assets.dedup import documents_dedup, near_duplicate_clusters, pretrain_corpus
+    from assets.publish import hf_dataset
+    from quality.tokens import tokenizer_path
+    from sources.histtext import TREE_DIR
+
+    tokenizer_dir = tokenizer_path(models_dir).parent  # pretrain_corpus counts tokens with it
+    (home / "models").mkdir()
+    (home / "models" / tokenizer_dir.name).symlink_to(tokenizer_dir)
+    save_estimator(small_estimator(), home / "models")
+    settings = settings_for(undated_corpus(tmp_path / "corpus"), estimate_dates=True, estimate_threshold=0.9)
+    build_documents(settings, partitions=("C014", "C019"))
+    resources = {"settings": settings}
+    for century in ("C014", "C019"):
+        assert dg.materialize([documents_clean], partition_key=century, resources=resources).success
+    assert dg.materialize([near_duplicate_clusters], resources=resources).success
+    for century in ("C014", "C019"):
+        assert dg.materialize([documents_dedup, pretrain_corpus], partition_key=century, resources=resources).success
+    assert dg.materialize([hf_dataset], resources=resources).success
+
+    store = Store(home)
+    placed = store.read("estimated_documents").filter(pl.col("source_doc_id") == "u1").row(0, named=True)
+    assert placed["date_confidence"] >= 0.9
+    out = home / "publish" / "chronoprism"
+    pretrain = datasets.load_dataset(str(out), "pretrain", cache_dir=str(tmp_path / "hf"))
+    (estimated,) = pretrain["C014"]
+    assert (estimated["doc_id"], estimated["date_method"]) == (placed["doc_id"], "estimated")
+    assert estimated["date_confidence"] == placed["date_confidence"]
+    (dated,) = pretrain["C019"]
+    assert (dated["date_method"], dated["date_confidence"]) == ("field:year", None)
+    (record,) = json.loads(next((out / "histtext" / TREE_DIR / "C014").glob("*.json")).read_text())
+    assert (record["date_method"], record["date_confidence"]) == ("estimated", placed["date_confidence"])
+
+
 def test_estimation_is_off_by_default_and_accounting_is_unchanged(home, tmp_path):
     save_estimator(small_estimator(), home / "models")
     settings = settings_for(undated_corpus(tmp_path / "corpus"))

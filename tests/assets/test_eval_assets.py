@@ -13,8 +13,9 @@ from pipelines.progress import PlainReporter
 from sources.schema import PROGRESS_SCORES, VALUE_EVAL, VALUE_TREND_MODEL, VALUE_VECTORS, VRD_SPLIT, conform
 from sources.settings import Settings
 from sources.storage import Store
-from tests.eval_helpers import benchmark_rows, data_trend, scored_by
+from tests.eval_helpers import benchmark_rows, data_trend, perturbed_model, scored_by
 from tests.helpers import settings_resource
+from training.evaluation import score_items
 from training.finetune import MODEL_DIR
 from training.launch import finetuned_dir
 
@@ -35,20 +36,29 @@ def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
 def test_value_eval_scores_the_benchmark_and_warns_when_worse_than_base(home, tiny_model, monkeypatch):
     store = Store(home)
     store.write("benchmark", benchmark_rows())
-    shutil.copytree(tiny_model, finetuned_dir(home, "C017") / MODEL_DIR)  # "finetuned" = the base: not worse
+    finetuned = perturbed_model(tiny_model, finetuned_dir(home, "C017") / MODEL_DIR)  # weights differ from the base
 
     result = materialize(value_eval, tiny_model, "C017")
     assert result.success
     (event,) = result.asset_materializations_for_node("value_eval")
     meta = {key: value.value for key, value in event.metadata.items()}
     assert meta["n_items"] == 5 and meta["n_out"] == 5 and meta["majority_baseline"] == pytest.approx(0.6)
-    assert meta["accuracy"] == meta["base_accuracy"] and meta["worse_than_base"] is False
     assert sum(meta["confusion"].values()) == 5 and meta["own_century"]["n"] == 3
     assert "honesty" in meta["value_profile"] and "support_share" in meta["value_profile"]
     scored = store.read("value_eval", "C017", schema=VALUE_EVAL)
-    assert scored.height == 5 and scored["predicted"].to_list() == scored["base_predicted"].to_list()
+    # the model column holds the finetuned weights' scores and the base column the base's, not one model twice
+    own, base = score_items(finetuned, benchmark_rows()), score_items(tiny_model, benchmark_rows())
+    logps = ["logp_supports", "logp_opposes", "logp_either"]
+    assert scored.select(logps).to_numpy() == pytest.approx(own.select(logps).to_numpy())
+    assert scored.select(logps).to_numpy() != pytest.approx(base.select(logps).to_numpy(), abs=1e-3)
+    assert scored["predicted"].to_list() == own["predicted"].to_list()
+    assert scored["base_predicted"].to_list() == base["predicted"].to_list()
+    accuracy, base_accuracy = meta["accuracy"], meta["base_accuracy"]
+    assert accuracy == (own["predicted"] == own["valence"]).mean()
+    assert base_accuracy == (base["predicted"] == base["valence"]).mean()
     evaluation = check_of(result)
-    assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert meta["worse_than_base"] is (accuracy < base_accuracy) and evaluation.passed is (accuracy >= base_accuracy)
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
 
     # a finetuned model that gets every item wrong, against the cached base scores
     def wrong(model_dir, items, batch_size=16):

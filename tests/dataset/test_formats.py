@@ -17,7 +17,8 @@ DOCS = [
     make_doc(GOOD_TEXT + " three \u00e9\u201c", source="sotu", source_doc_id="1790", year=1790, language="en"),
     make_doc(GOOD_TEXT + " four", source="user:x", source_doc_id="a.jsonl:3", year=1655, year_min=1650,
              year_max=1659, date_method="decade_midpoint", license="CC-BY", provenance="file:///corpus"),
-    make_doc(GOOD_TEXT + " five", source="user:x", source_doc_id="u.txt", year=1903, date_method="estimated"),
+    make_doc(GOOD_TEXT + " five", source="user:x", source_doc_id="u.txt", year=1903, date_method="estimated",
+             date_confidence=0.95),
 ]  # fmt: skip
 
 

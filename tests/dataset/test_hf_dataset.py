@@ -26,7 +26,14 @@ def tables():
         schema=VRD_SPLIT,
     )
     pretrain = pl.DataFrame(
-        {"text": ["old text"], "doc_id": ["d"], "year": [1650], "source": ["bible"], "date_method": ["estimated"]},
+        {
+            "text": ["old text"],
+            "doc_id": ["d"],
+            "year": [1650],
+            "source": ["bible"],
+            "date_method": ["estimated"],
+            "date_confidence": [0.97],
+        },
         schema=PRETRAIN,
     )
     return {
