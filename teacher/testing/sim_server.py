@@ -40,6 +40,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from teacher.backends.openai_http import new_event_loop
+
 CHARS_PER_TOKEN = 4
 URL_PREFIX = "SIM_SERVER_URL "
 
@@ -255,8 +257,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
 
 def main(argv: list[str] | None = None) -> None:
     config, host, port = parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, host, port))
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve(config, host, port))
 
 
 def _die_with_parent() -> None:
