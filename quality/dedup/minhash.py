@@ -202,7 +202,9 @@ def _strings_at(data: np.ndarray, bounds: np.ndarray) -> pl.Series:
     array = pa.LargeStringArray.from_buffers(
         len(bounds) - 1, pa.py_buffer(bounds.astype(np.int64)), pa.py_buffer(data)
     )
-    return pl.Series("word", array.cast(pa.string_view()))  # polars' own layout: taken over without a copy
+    if hasattr(pa, "string_view"):  # pyarrow >= 16: polars' own layout, taken over without a copy
+        array = array.cast(pa.string_view())
+    return pl.Series("word", array)
 
 
 def _word_frame_of_lowered(lowered: pl.Series) -> pl.DataFrame:
