@@ -16,7 +16,7 @@ import polars as pl
 from pipelines.collapse_checks import COLLAPSE_CHECKS
 from pipelines.partitions import century_partitions
 from pipelines.resources import SettingsResource
-from quality.validation import Level, ValidationResult, validate_table
+from quality.validation import Level, ValidationResult, columns_read, validate_table
 from sources.settings import Settings
 from sources.storage import Store
 
@@ -44,9 +44,24 @@ SPLIT_UPSTREAM = {
 }
 
 
-def read_asset_table(store: Store, asset: str, partition: str | None) -> pl.DataFrame | None:
-    """The table as written (no schema coercion, so the schema rule sees what is really there); None if absent."""
-    return store.read(asset, partition) if store.exists(asset, partition) else None
+def read_asset_table(
+    store: Store, asset: str, partition: str | None, columns: set[str] | None = None
+) -> pl.DataFrame | None:
+    """The table as written (no schema coercion, so the schema rule sees what is really there); None if absent.
+
+    [issue 14] With `columns`, only those are read and every other column is all null of its written dtype: the
+    suites see the same column set, dtypes and rows without a documents partition's text being loaded whole."""
+    if not store.exists(asset, partition):
+        return None
+    if columns is None:
+        return store.read(asset, partition)
+    lazy = pl.scan_parquet(store.table_path(asset, partition))
+    schema = lazy.collect_schema()
+    if not columns & set(schema):  # nothing to read would leave no rows to count
+        return store.read(asset, partition)
+    return lazy.select(
+        [pl.col(name) if name in columns else pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.items()]
+    ).collect()
 
 
 def situation_splits(store: Store, asset: str) -> pl.DataFrame | None:
@@ -99,7 +114,7 @@ def table_check(asset: str, level: Level) -> dg.AssetChecksDefinition:
         config = settings.get()
         store = Store(config.home_path)
         partition = context.partition_key if partitioned else None
-        df = read_asset_table(store, asset, partition)
+        df = read_asset_table(store, asset, partition, columns_read(table, partition, level))
         result = missing(table, level) if df is None else validate_table(df, table, partition, level)
         for other in extra(config, store):
             if not other.success:

@@ -36,6 +36,7 @@ _REPLACEMENTS: tuple[tuple[str, str], ...] = (
 )
 _COMPILED = tuple((re.compile(pattern), replacement) for pattern, replacement in _REPLACEMENTS)
 STRIP_CHARS = " \n"
+_NON_ASCII = r"[^\x00-\x7f]"
 _ANY_CHANGE = "|".join(pattern for pattern, _ in _REPLACEMENTS) + "|^[ \n]|[ \n]$"  # some step would change the text
 
 
@@ -50,9 +51,16 @@ def normalize_text(text: str) -> str:
 def normalize_series(texts: pl.Series) -> pl.Series:
     """The same normalisation over a column: NFC in Python (it returns at once on NFC text), whitespace in polars,
     applied only to the rows one combined pattern says need it (most rows are already clean)."""
-    nfc = pl.Series(
-        texts.name, [unicodedata.normalize("NFC", t) for t in texts.fill_null("").to_list()], dtype=pl.String
-    )
+    nfc = texts.fill_null("").cast(pl.String)
+    maybe = nfc.str.contains(_NON_ASCII).arg_true()  # [issue 14] ASCII text is NFC: only the rest is looked at
+    changed = [
+        (row, unicodedata.normalize("NFC", text))
+        for row, text in zip(maybe.to_list(), nfc.gather(maybe).to_list(), strict=True)
+        if not unicodedata.is_normalized("NFC", text)
+    ]
+    if changed:
+        rows, values = zip(*changed, strict=True)
+        nfc = nfc.scatter(list(rows), pl.Series(values, dtype=pl.String))
     rows = nfc.str.contains(_ANY_CHANGE).arg_true()
     if len(rows) == 0:
         return nfc

@@ -200,6 +200,11 @@ def _warn_rules(table: str, columns: Mapping[str, pl.DataType]) -> list[Rule]:
     return rules
 
 
+def columns_read(table: str, partition: str | None = None, level: Level = "blocking") -> set[str]:
+    """[issue 14] The columns `table`'s suite at `level` looks at (besides the column set and dtypes)."""
+    return set().union(*(rule.columns for rule in suite_for(table, partition) if rule.level == level))
+
+
 def validate_table(
     df: pl.DataFrame, table: str, partition: str | None = None, level: Level = "blocking"
 ) -> ValidationResult:

@@ -73,32 +73,11 @@ def assemble_documents_streamed(
             f" FROM ({union})) WHERE _k > 1",
             params,
         )
-        dropped = _arrow_batches(
-            con,
-            f"SELECT doc_id, source, source_doc_id, left(text, 400) AS text FROM ({union}) r"
-            " SEMI JOIN repeated d USING (_table, _row) ORDER BY _table, _row",
-            params,
-            1 << 16,
-        )
-        dropped = pl.from_arrow(dropped.read_all())
-        rejects = frame_of(
-            [
-                Reject.of_document(
-                    row,
-                    stage=STAGE,
-                    reason="duplicate_id",
-                    detail=f"{row['source']} id {row['source_doc_id']!r} was ingested twice",
-                )
-                for row in dropped.iter_rows(named=True)
-            ],
-            REJECTS,
-        )
-        ordered = _arrow_batches(
-            con,
-            f"SELECT {columns} FROM ({union}) r ANTI JOIN repeated d USING (_table, _row) ORDER BY doc_id",
-            params,
-            batch_rows,
-        )
+        # the text is read once more only when some id repeats (rare): a scan of the text is the costly part
+        any_repeated = con.execute("SELECT count(*) FROM repeated").fetchall()[0][0] > 0
+        rejects = _repeated_rejects(con, union, params) if any_repeated else empty(REJECTS)
+        unique_rows = f"({union}) r ANTI JOIN repeated d USING (_table, _row)" if any_repeated else f"({union})"
+        ordered = _arrow_batches(con, f"SELECT {columns} FROM {unique_rows} ORDER BY doc_id", params, batch_rows)
         yielded = False
         for batch in ordered:
             documents = conform(pl.from_arrow(batch), DOCUMENTS)
@@ -115,6 +94,29 @@ def assemble_documents_streamed(
             yield empty(DOCUMENTS), rejects, stats.check()
     finally:
         con.close()
+
+
+def _repeated_rejects(con, union: str, params: dict) -> pl.DataFrame:
+    """A `duplicate_id` reject for every row of the `repeated` temp table, in raw-table order."""
+    dropped = _arrow_batches(
+        con,
+        f"SELECT doc_id, source, source_doc_id, left(text, 400) AS text FROM ({union}) r"
+        " SEMI JOIN repeated d USING (_table, _row) ORDER BY _table, _row",
+        params,
+        1 << 16,
+    )
+    return frame_of(
+        [
+            Reject.of_document(
+                row,
+                stage=STAGE,
+                reason="duplicate_id",
+                detail=f"{row['source']} id {row['source_doc_id']!r} was ingested twice",
+            )
+            for row in pl.from_arrow(dropped.read_all()).iter_rows(named=True)
+        ],
+        REJECTS,
+    )
 
 
 def _arrow_batches(con, query: str, params: dict, batch_rows: int):

@@ -179,10 +179,17 @@ def century_bounds(century: str) -> tuple[int, int]:
 
 
 def frame_of(rows: Iterable[object | Mapping], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """Build a frame with exactly `schema`'s columns from dataclass records or dicts."""
-    dicts = [dataclasses.asdict(row) if dataclasses.is_dataclass(row) else dict(row) for row in rows]
-    if not dicts:
+    """Build a frame with exactly `schema`'s columns from dataclass records or dicts.
+
+    [issue 14] Records are read column by column (`getattr`), not through `dataclasses.asdict`, which deep-copies
+    every value: a batch of ingested documents would copy all its text once more."""
+    rows = list(rows)
+    if not rows:
         return empty(schema)
+    if all(dataclasses.is_dataclass(row) for row in rows):
+        columns = {name: [getattr(row, name) for row in rows] for name in schema}
+        return pl.DataFrame(columns, schema=dict(schema), strict=False)
+    dicts = [dataclasses.asdict(row) if dataclasses.is_dataclass(row) else dict(row) for row in rows]
     return pl.DataFrame(dicts, schema=dict(schema), strict=False).select(list(schema))
 
 

@@ -12,12 +12,22 @@ import hashlib
 import numpy as np
 import polars as pl
 
+from quality.text_buffer import utf8_buffer
+
 DIGEST_BYTES = 16
 
 
 def exact_keys(texts: pl.Series) -> pl.Series:
-    """BLAKE2b-128 digest of each text's UTF-8 bytes (nulls hash as empty text)."""
-    digests = [hashlib.blake2b(t.encode("utf-8"), digest_size=DIGEST_BYTES).digest() for t in texts.fill_null("")]
+    """BLAKE2b-128 digest of each text's UTF-8 bytes (nulls hash as empty text).
+
+    [issue 14] Hashed straight from the column's byte buffer: no Python string (a copy of the text) per row."""
+    data, offsets = utf8_buffer(texts)
+    view = memoryview(data)
+    bounds = offsets.tolist()
+    digests = [
+        hashlib.blake2b(view[start:end], digest_size=DIGEST_BYTES).digest()
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
     return pl.Series("key", digests, dtype=pl.Binary)
 
 

@@ -126,20 +126,89 @@ def _separator_bytes(data: np.ndarray) -> np.ndarray:
     """True for bytes (of lowercased UTF-8) that separate words: ASCII non-alphanumerics, Latin-1 punctuation
     (U+00A0-00BF) and the General Punctuation block (U+2000-206F: dashes, curly quotes, ellipsis), every byte of
     each such character."""
+    return ~_word_bytes(data)
+
+
+def _word_bytes(data: np.ndarray) -> np.ndarray:
+    """The complement of `_separator_bytes`, in a few whole-array passes (a byte lookup table is slower in numpy:
+    it widens every index to 8 bytes)."""
     # after lowercasing, word bytes are a-z, 0-9 and every byte of a non-ASCII character (unsigned wrap-around trick)
-    sep = ((data - np.uint8(ord("a"))) > 25) & ((data - np.uint8(ord("0"))) > 9) & (data < 0x80)
-    if len(data) >= 2:
-        latin1 = np.flatnonzero((data[:-1] == 0xC2) & (data[1:] >= 0xA0) & (data[1:] <= 0xBF))
-        sep[latin1] = sep[latin1 + 1] = True
-    if len(data) >= 3:
-        general = np.flatnonzero((data[:-2] == 0xE2) & ((data[1:-1] == 0x80) | (data[1:-1] == 0x81)))
-        sep[general] = sep[general + 1] = sep[general + 2] = True
-    return sep
+    word = ((data - np.uint8(ord("a"))) < 26) | ((data - np.uint8(ord("0"))) < 10) | (data >= 0x80)
+    latin1 = np.flatnonzero(data[:-1] == 0xC2)
+    latin1 = latin1[(data[latin1 + 1] >= 0xA0) & (data[latin1 + 1] <= 0xBF)]
+    word[latin1] = word[latin1 + 1] = False
+    general = np.flatnonzero(data[:-2] == 0xE2)
+    general = general[(data[general + 1] == 0x80) | (data[general + 1] == 0x81)]
+    word[general] = word[general + 1] = word[general + 2] = False
+    return word
+
+
+def _ascii_lower(data: np.ndarray) -> np.ndarray:
+    """UTF-8 bytes with A-Z lowered (bit 5 set); every other byte as it is."""
+    capital = (data - np.uint8(ord("A"))) < 26
+    return data | (capital.view(np.uint8) << np.uint8(5))
 
 
 def word_frame(texts: pl.Series) -> pl.DataFrame:
     """One row per word: `doc` (row in `texts`) and `hash` (uint64); documents keep their word order."""
-    lowered = texts.fill_null("").str.to_lowercase()
+    texts = texts.fill_null("")
+    if texts.str.contains(_CAPITAL_SIGMA, literal=True).any():
+        return _word_frame_of_lowered(texts.str.to_lowercase())
+    data, offsets = utf8_buffer(texts)
+    lowered = _ascii_lower(data)
+    starts, ends = _word_spans(_word_bytes(lowered), offsets)
+    bounds = np.stack([starts, ends], axis=1).reshape(-1)
+    word_hash = _strings_at(lowered, bounds).gather_every(2).hash(_WORD_SALT).to_numpy().copy()
+    high = np.flatnonzero(data >= 0x80)  # words holding one of these bytes need Unicode lower case
+    high_words = np.unique(np.searchsorted(starts, high, side="right") - 1)
+    high_words = high_words[high_words >= 0]
+    high_words = high_words[_any_between(high, starts[high_words], ends[high_words])]
+    if len(high_words):  # Unicode lower case (Rust's, as `str.to_lowercase`) for the words beyond ASCII only
+        spans = np.stack([starts[high_words], ends[high_words]], axis=1).reshape(-1)
+        originals = _strings_at(data, spans).gather_every(2)
+        word_hash[high_words] = originals.str.to_lowercase().hash(_WORD_SALT).to_numpy()
+    words_per_text = np.diff(np.searchsorted(starts, offsets, side="left"))
+    doc = np.repeat(np.arange(len(offsets) - 1, dtype=np.uint32), words_per_text)
+    return pl.DataFrame({"doc": doc, "hash": word_hash})
+
+
+# [issue 14] Words are found on the bytes and lowercased one by one: the same words and hashes as lowercasing each
+# whole text and splitting it (the old path, `_word_frame_of_lowered`), without a list column holding a copy of
+# every word. Separators have no case and no letter lowers into one, so the boundaries agree (ASCII capitals are
+# lowered first, as they are letters); lower case is per character except for Greek capital sigma (final form by
+# context), so a chunk holding one takes the whole-text path.
+_CAPITAL_SIGMA = "\u03a3"
+
+
+def _word_spans(in_word: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[start, end) byte positions of the words (maximal runs of word bytes inside one text), ascending."""
+    n = len(in_word)
+    before = np.concatenate(([False], in_word[:-1]))  # the byte before is a word byte of the same text
+    before[offsets[:-1][offsets[:-1] < n]] = False
+    after = np.concatenate((in_word[1:], [False]))  # the byte after is a word byte of the same text
+    after[offsets[1:][offsets[1:] > 0] - 1] = False
+    return np.flatnonzero(in_word & ~before), np.flatnonzero(in_word & ~after) + 1
+
+
+def _any_between(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """For each [start, end): whether some of the sorted `points` lies inside."""
+    return np.searchsorted(points, starts, side="left") < np.searchsorted(points, ends, side="left")
+
+
+def _strings_at(data: np.ndarray, bounds: np.ndarray) -> pl.Series:
+    """String i = `data[bounds[i]:bounds[i + 1]]` (UTF-8 cut at character boundaries), without copying `data`."""
+    if len(bounds) < 2:
+        return pl.Series("word", [], dtype=pl.String)
+    array = pa.LargeStringArray.from_buffers(
+        len(bounds) - 1, pa.py_buffer(bounds.astype(np.int64)), pa.py_buffer(data)
+    )
+    if hasattr(pa, "string_view"):  # pyarrow >= 16: polars' own layout, taken over without a copy
+        array = array.cast(pa.string_view())
+    return pl.Series("word", array)
+
+
+def _word_frame_of_lowered(lowered: pl.Series) -> pl.DataFrame:
+    """`word_frame` of texts already in lower case, splitting every text in polars."""
     data, offsets = utf8_buffer(lowered)
     spaced = data.copy()
     spaced[_separator_bytes(data)] = ord(" ")
