@@ -43,7 +43,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from teacher.backends.openai_http import new_event_loop  # noqa: E402
 from teacher.cache import TeacherCache  # noqa: E402
 from teacher.testing.load import load_jobs, load_teacher  # noqa: E402
 from teacher.testing.sim_server import SimServerProcess, request_key  # noqa: E402
@@ -117,8 +116,8 @@ def bare_aiohttp(window: int, n: int) -> float:
             await asyncio.gather(*(worker(salts) for _ in range(window)))
             return time.perf_counter() - started
 
-    with SimServerProcess(**SERVER) as server, asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(run(server.base_url))  # the event loop our backend runs on (uvloop when installed)
+    with SimServerProcess(**SERVER) as server:
+        return asyncio.run(run(server.base_url))
 
 
 def rate_limited(n: int, workdir: Path) -> tuple[float, dict]:

@@ -200,7 +200,7 @@ class OpenAIBackend:
         """The background loop all requests run on (started on first use)."""
         with self._start_lock:
             if self._loop is None:
-                loop = new_event_loop()
+                loop = asyncio.new_event_loop()
                 thread = threading.Thread(target=loop.run_forever, name="openai-backend", daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
@@ -325,17 +325,6 @@ class OpenAIBackend:
             first_token_logprobs=logprobs,
             latency_s=latency,
         )
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (it comes with uvicorn[standard], which the Dagster webserver
-    pulls in; vLLM's server runs on it too): about half the CPU per request of asyncio's, which is what bounds a
-    client keeping hundreds of requests in flight on a few cores. Else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, session: Any) -> None:

@@ -40,8 +40,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from teacher.backends.openai_http import new_event_loop
-
 CHARS_PER_TOKEN = 4
 URL_PREFIX = "SIM_SERVER_URL "
 
@@ -253,6 +251,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
         seed=a.seed,
     )
     return config, a.host, a.port
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (it comes with uvicorn[standard], which the Dagster webserver pulls in; vLLM's
+    server runs on it too): ~15 % less CPU per request than asyncio's, measured here (0.45 vs 0.52 ms). The server
+    shares the client's cores in tests and benchmarks, so its cost lowers the ceiling the client is measured under."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def main(argv: list[str] | None = None) -> None:
