@@ -20,6 +20,7 @@ from pipelines.plan import Step, StepResult, plan_steps
 from pipelines.progress import PlainReporter
 from pipelines.resources import SettingsResource
 from pipelines.tags import BUILD_ID_TAG, PROCESS_TAG, SOURCE_TAG
+from sources.parallel import WORKERS_ENV
 from sources.settings import Settings
 from teacher.cache import BUILD_ID_ENV, ensure_build_id
 
@@ -59,6 +60,8 @@ def run_build(
     total = sum(len(scope[key]) if step.partitioned else 1 for step in steps for key in step.keys)
     build.reporter.planned(build.build_id, len(selected), len(steps), total, force)
     build.total = total
+    stage_workers = os.environ.get(WORKERS_ENV)
+    os.environ[WORKERS_ENV] = str(workers if defs_factory is not None else 1)  # a step alone spreads its batches
     try:
         for number, step in enumerate(steps, 1):
             prefix = f"[{number}/{len(steps)}]"
@@ -74,6 +77,10 @@ def run_build(
                 build.run_partition(prefix, Step(step.partitioned, keys), partition)
     finally:
         build.reporter.close()
+        if stage_workers is None:
+            os.environ.pop(WORKERS_ENV, None)
+        else:
+            os.environ[WORKERS_ENV] = stage_workers
     return build.results
 
 
@@ -264,6 +271,7 @@ def _run_partition_in_worker(
     os.environ.clear()
     os.environ.update(environment)
     os.environ[BUILD_ID_ENV] = build_id
+    os.environ[WORKERS_ENV] = "1"  # this process is one of the build's workers already
     defs = defs_factory()
     with dg.DagsterInstance.get() as instance:
         reporter = PlainReporter(lambda line: print(line, flush=True))
