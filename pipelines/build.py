@@ -60,6 +60,8 @@ def run_build(
     total = sum(len(scope[key]) if step.partitioned else 1 for step in steps for key in step.keys)
     build.reporter.planned(build.build_id, len(selected), len(steps), total, force)
     build.total = total
+    if workers > 1 and defs_factory is not None and any(_parallel_step(asset_graph, step) for step in steps):
+        _worker_context(start=True)  # its imports overlap the steps that run here first (ingest)
     stage_workers = os.environ.get(WORKERS_ENV)
     os.environ[WORKERS_ENV] = str(workers if defs_factory is not None else 1)  # a step alone spreads its batches
     try:
@@ -245,11 +247,15 @@ class _Build:
 WORKER_PRELOAD = ["dagster", "great_expectations", "pandas", "polars", "pyarrow.parquet", "duckdb"]
 
 
-def _worker_context():
+def _worker_context(start: bool = False):
+    """The forkserver context of build workers; `start` launches the server now rather than at the first pool."""
     import multiprocessing
+    import multiprocessing.forkserver
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(WORKER_PRELOAD)  # takes effect when the server starts (first parallel step)
+    context.set_forkserver_preload(WORKER_PRELOAD)  # takes effect when the server starts
+    if start:
+        multiprocessing.forkserver.ensure_running()  # returns at once: the server imports in the background
     return context
 
 
