@@ -129,9 +129,15 @@ class Store:
         return pl.concat([pl.read_parquet(p) for p in paths], how="vertical_relaxed")
 
     # [issue 14] the streamed API for tables larger than memory (TableWriter, iter_parquet below)
-    def writer(self, table: str, schema: Mapping[str, pl.DataType], partition: str | None = None) -> TableWriter:
+    def writer(
+        self,
+        table: str,
+        schema: Mapping[str, pl.DataType],
+        partition: str | None = None,
+        cluster_by: str | None = None,
+    ) -> TableWriter:
         """`with store.writer(table, SCHEMA, partition) as out: out.write(batch)`: an atomic, streamed write."""
-        return TableWriter(self.table_path(table, partition), schema)
+        return TableWriter(self.table_path(table, partition), schema, cluster_by=cluster_by)
 
     def batches(
         self,
@@ -169,13 +175,25 @@ class TableWriter:
 
     Keeps only the current batch in memory, plus what the stage reports: the row count, the first rows for a
     preview, and a content digest (the same row hashes as `table_data_version`, fed one batch at a time).
+
+    [issue 14] With `cluster_by`, each batch is stably sorted on that column and every value gets its own row
+    groups, so the Parquet statistics let a reader filtering on one value skip every other value's rows (the
+    `documents` stage reads one century of the unpartitioned raw tables this way). Rows of one value keep their
+    order relative to each other; rows of different values are reordered within a batch.
     """
 
-    def __init__(self, path: Path, schema: Mapping[str, pl.DataType], preview_rows: int = 10):
+    def __init__(
+        self,
+        path: Path,
+        schema: Mapping[str, pl.DataType],
+        preview_rows: int = 10,
+        cluster_by: str | None = None,
+    ):
         import hashlib
 
         self.path = path
         self.schema = dict(schema)
+        self.cluster_by = cluster_by
         self.height = 0
         self.head = empty(schema)
         self._preview_rows = preview_rows
@@ -189,11 +207,19 @@ class TableWriter:
         return self
 
     def write(self, df: pl.DataFrame) -> None:
-        import pyarrow.parquet as pq
-
         df = conform(df, self.schema)
         if df.height == 0 and self._writer is not None:
             return
+        if self.cluster_by is None or df.height == 0:
+            self._write_row_groups(df)
+            return
+        clustered = df.sort(self.cluster_by, maintain_order=True, nulls_last=True)
+        for group in clustered.partition_by(self.cluster_by, maintain_order=True):
+            self._write_row_groups(group)
+
+    def _write_row_groups(self, df: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
         table = df.to_arrow()
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd", write_statistics=True)

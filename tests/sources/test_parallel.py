@@ -1,5 +1,5 @@
 """[issue 14] `executor = "ray"`: clean and near-dup batches as tasks on a real local Ray instance (2 CPUs) give
-exactly the tables the local executor gives."""
+exactly the tables the local executor gives; so do batches over local worker processes (`--workers`)."""
 
 import numpy as np
 import polars as pl
@@ -7,8 +7,9 @@ import pytest
 
 from quality.clean import clean_batches
 from quality.dedup.documents import find_duplicates
-from sources.parallel import LocalMap, RayMap, batch_map
+from sources.parallel import WORKERS_ENV, LocalMap, ProcessMap, RayMap, batch_map, batch_map_of
 from sources.schema import DOCUMENTS, frame_of
+from sources.settings import Settings
 from tests.helpers import make_doc
 
 
@@ -55,3 +56,23 @@ def test_near_duplicates_on_ray_equal_near_duplicates_here(ray_map, tmp_path):
 def test_an_unknown_executor_is_a_clear_error():
     with pytest.raises(ValueError, match="use 'local' or 'ray'"):
         batch_map("spark")
+
+
+def test_near_duplicates_over_worker_processes_equal_near_duplicates_here(tmp_path):
+    frame = corpus()
+    local = find_duplicates(lambda: batches(frame), mapper=LocalMap(), spill_dir=tmp_path)
+    pooled = find_duplicates(lambda: batches(frame), mapper=ProcessMap(2), spill_dir=tmp_path)
+    assert pooled.duplicates.equals(local.duplicates) and pooled.summary == local.summary
+
+
+def test_process_map_keeps_input_order_and_runs_a_single_batch_here():
+    assert list(ProcessMap(2).imap(abs, range(-9, 0))) == list(range(9, 0, -1))
+    assert list(ProcessMap(2).imap(abs, [-3])) == [3]
+    assert list(ProcessMap(2).imap(abs, [])) == []
+
+
+def test_the_build_worker_count_picks_the_local_map(monkeypatch):
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    assert isinstance(batch_map_of(Settings()), ProcessMap)
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    assert isinstance(batch_map_of(Settings()), LocalMap)
