@@ -25,15 +25,7 @@ def assemble_documents(raw_tables: list[pl.DataFrame], century: str) -> tuple[pl
     repeated = rows.with_row_index("_order").filter(pl.col("doc_id").is_duplicated())
     first_order = repeated.group_by("doc_id").agg(pl.col("_order").min().alias("_first"))
     dropped = repeated.join(first_order, on="doc_id").filter(pl.col("_order") != pl.col("_first"))
-    rejects = [
-        Reject.of_document(
-            row,
-            stage=STAGE,
-            reason="duplicate_id",
-            detail=f"{row['source']} id {row['source_doc_id']!r} was ingested twice",
-        )
-        for row in dropped.iter_rows(named=True)
-    ]
+    rejects = [_duplicate_id(row) for row in dropped.iter_rows(named=True)]
     documents = rows.unique(subset="doc_id", keep="first", maintain_order=True).sort("doc_id")
     stats.n_out = documents.height
     if rejects:
@@ -105,18 +97,13 @@ def _repeated_rejects(con, union: str, params: dict) -> pl.DataFrame:
         params,
         1 << 16,
     )
-    return frame_of(
-        [
-            Reject.of_document(
-                row,
-                stage=STAGE,
-                reason="duplicate_id",
-                detail=f"{row['source']} id {row['source_doc_id']!r} was ingested twice",
-            )
-            for row in pl.from_arrow(dropped.read_all()).iter_rows(named=True)
-        ],
-        REJECTS,
-    )
+    rows = pl.from_arrow(dropped.read_all()).iter_rows(named=True)
+    return frame_of([_duplicate_id(row) for row in rows], REJECTS)
+
+
+def _duplicate_id(row: dict) -> Reject:
+    detail = f"{row['source']} id {row['source_doc_id']!r} was ingested twice"
+    return Reject.of_document(row, stage=STAGE, reason="duplicate_id", detail=detail)
 
 
 def _arrow_batches(con, query: str, params: dict, batch_rows: int):

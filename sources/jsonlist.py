@@ -256,7 +256,7 @@ def _fast_element(scanner: _ListScanner, line: str, line_no: int) -> JsonListIte
 
 def _over_long_line(scanner: _ListScanner, handle: BinaryIO, chunk: bytes, line_no: int) -> Iterator[JsonListItem]:
     """A line longer than any element may be: its element is too_large; skip the line without holding it."""
-    skipped = len(chunk) + _skip_to_newline(handle)
+    skipped = len(chunk) + skip_to_newline(handle)
     detail = f"line {line_no} of {skipped} bytes > max_element_chars {scanner.max_element_chars}"
     snippet = chunk[:400].decode("utf-8", errors="replace")
     if scanner.skipping is not None:
@@ -277,7 +277,7 @@ def _over_long_line(scanner: _ListScanner, handle: BinaryIO, chunk: bytes, line_
     yield item
 
 
-def _skip_to_newline(handle: BinaryIO, chunk_bytes: int = 1 << 20) -> int:
+def skip_to_newline(handle: BinaryIO, chunk_bytes: int = 1 << 20) -> int:
     """Advance past the rest of an over-long line without holding it; return the bytes skipped."""
     skipped = 0
     while True:

@@ -138,7 +138,7 @@ class TeacherSettings(Section):
     )
     max_new_tokens_cap: int = Field(2048, ge=8, description="largest answer budget a truncation retry may ask for")
     merge_interval_s: float = Field(
-        5.0, ge=0, description="how often the cache journal (answers committed as they arrive) goes into the DuckDB file"
+        5.0, ge=0, description="seconds between merges of the cache journal (answers as they arrive) into DuckDB"
     )
     price_prompt_per_million: float | None = Field(None, ge=0, description="USD per million prompt tokens (cost)")
     price_completion_per_million: float | None = Field(None, ge=0, description="USD per million completion tokens")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sources import histtext
 from sources.base import BaseReader, RawRow
+from sources.jsonlist import skip_to_newline
 from sources.schema import Reject
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class UserCorpusReader(BaseReader):
                 line_no += 1
                 line_ref = f"{ref}:{line_no}"
                 if not chunk.endswith(b"\n") and len(chunk) == limit_bytes:
-                    skipped = len(chunk) + _skip_to_newline(handle)
+                    skipped = len(chunk) + skip_to_newline(handle)
                     yield self._reject(
                         line_ref,
                         "too_large",
@@ -283,16 +284,6 @@ class UserCorpusReader(BaseReader):
             yield self._reject(ref, "too_large", f"{len(text)} chars > max_line_chars {self.max_line_chars}", text)
             return
         yield self._row_of({**meta, "text": text}, ref, fallback_id=ref)
-
-
-def _skip_to_newline(handle, chunk_bytes: int = 1 << 20) -> int:
-    """Advance past the rest of an over-long line without holding it; return the bytes skipped."""
-    skipped = 0
-    while True:
-        chunk = handle.readline(chunk_bytes)
-        skipped += len(chunk)
-        if not chunk or chunk.endswith(b"\n"):
-            return skipped
 
 
 def is_layout_file(path: Path) -> bool:
