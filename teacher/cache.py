@@ -225,6 +225,8 @@ class TeacherCache:
     def append(self, records: list[CallRecord], build_id: str, counters: BuildCounters | None = None) -> None:
         """Commit calls (and counter increments) to this process's journal: durable once this returns (for a
         killed process, not a power cut), in the DuckDB file after the next `merge_journal()`."""
+        if not records and (counters is None or counters.is_zero()):
+            return  # nothing to commit: no journal file for a run that asked nothing
         if self._journal is None:
             self._journal = _Journal(self.path.parent / JOURNAL_DIR)
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -232,11 +234,6 @@ class TeacherCache:
         self._journal.write(rows, build_id, counters)
         for row in rows:
             self._journaled[row[0]] = (row[8], row[7])
-
-    @property
-    def journal_rows(self) -> int:
-        """Calls in this process's journal not yet merged into the DuckDB file."""
-        return len(self._journaled)
 
     def merge_journal(self) -> None:
         """Move this process's journal into the DuckDB file (one transaction) and empty it."""
