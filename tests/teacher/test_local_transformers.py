@@ -1,6 +1,7 @@
 """The default teacher on the packaged SmolLM2-135M (loaded once for the module)."""
 
 import pytest
+import torch
 
 import teacher.backends.local_transformers as lt
 from teacher.client import Teacher
@@ -38,6 +39,21 @@ def test_the_shared_prefix_cache_changes_no_answer(backend, monkeypatch):
     monkeypatch.setattr(lt, "MIN_SHARED_PREFIX", 10**6)  # plain left-padded batch
     plain = backend.generate(requests)
     assert [r.text for r in plain] == [r.text for r in cached]
+
+
+def test_the_decode_friendly_weight_layout_changes_no_answer(backend):
+    requests = [vrd_request(s, max_new_tokens=16) for s in ("Forgiving a debt", "Breaking an oath to a king")]
+    laid_out = backend.generate(requests)
+    linears = [m for m in backend._lm.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.t().is_contiguous() for m in linears)  # (in, out) storage, read as (out, in)
+    for module in linears:
+        module.weight.data = module.weight.data.contiguous()  # the plain layout transformers loads
+    try:
+        backend._prefixes.clear()
+        plain = backend.generate(requests)
+    finally:
+        lt.decode_friendly_layout(backend._lm)
+    assert [r.text for r in plain] == [r.text for r in laid_out]
 
 
 def test_relevance_is_scored_from_first_token_logprobs(backend):
