@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from pipelines.concurrency import cpu_cores, teacher_pool_limit
 from pipelines.freshness import FreshnessJudge, default_partitions
 from pipelines.partitions import CENTURIES
 from pipelines.plan import Step, StepResult, plan_steps
@@ -49,8 +50,10 @@ def run_build(
     upstream failed (or failed a blocking check) in this build is not attempted. Returns one result per run.
 
     [issue 14] With `workers` > 1 and a picklable `defs_factory` (rebuilds `defs` in a worker process), the
-    centuries of a partitioned step of document stages (`PARALLEL_GROUPS`) run in that many processes at once;
-    each century is still its own Dagster run, so the output is the same whatever the number of workers.
+    centuries of a partitioned step of document stages (`PARALLEL_GROUPS`), and of teacher stages when the teacher
+    pool holds more than one step (`TEACHER_GROUPS`), run in that many processes at once; each century is still its
+    own Dagster run, so the output is the same whatever the number of workers. Training keys of such a step run
+    after, one century at a time (they hold the `gpu` pool and every core).
     """
     asset_graph = defs.resolve_asset_graph()
     selected = _resolve_selection(asset_graph, selection, with_upstream)
@@ -60,21 +63,27 @@ def run_build(
     total = sum(len(scope[key]) if step.partitioned else 1 for step in steps for key in step.keys)
     build.reporter.planned(build.build_id, len(selected), len(steps), total, force)
     build.total = total
-    if workers > 1 and defs_factory is not None and any(_parallel_step(asset_graph, step) for step in steps):
+    settings = _settings_of(defs)
+    splits = [_parallel_split(asset_graph, step, settings) for step in steps]
+    if workers > 1 and defs_factory is not None and any(splits):
         _worker_context(start=True)  # its imports overlap the steps that run here first (ingest)
     stage_workers = os.environ.get(WORKERS_ENV)
     os.environ[WORKERS_ENV] = str(workers if defs_factory is not None else 1)  # a step alone spreads its batches
     try:
-        for number, step in enumerate(steps, 1):
+        for number, (step, split) in enumerate(zip(steps, splits, strict=True), 1):
             prefix = f"[{number}/{len(steps)}]"
             todo = [
                 (partition, [key for key in step.keys if partition is None or partition in scope[key]])
                 for partition in ((partitions or CENTURIES) if step.partitioned else [None])
             ]
             todo = [(partition, keys) for partition, keys in todo if keys]
-            if workers > 1 and defs_factory is not None and len(todo) > 1 and _parallel_step(asset_graph, step):
-                build.run_parallel(prefix, step, todo, workers, defs_factory)
-                continue
+            if workers > 1 and defs_factory is not None and len(todo) > 1 and split is not None:
+                parallel_keys, cap = split
+                together = [(p, [k for k in keys if k in parallel_keys]) for p, keys in todo]
+                together = [(partition, keys) for partition, keys in together if keys]
+                build.run_parallel(prefix, step, together, min(workers, cap or workers), defs_factory)
+                todo = [(p, [k for k in keys if k not in parallel_keys]) for p, keys in todo]
+                todo = [(partition, keys) for partition, keys in todo if keys]
             for partition, keys in todo:
                 build.run_partition(prefix, Step(step.partitioned, keys), partition)
     finally:
@@ -87,20 +96,33 @@ def run_build(
 
 
 # [issue 14] groups whose partitioned steps may run several centuries at once: CPU-bound document stages with no
-# pool. Teacher, training and evaluation steps share a model, a GPU or a served endpoint and stay one at a time.
+# pool, and the teacher's stages when its pool holds several steps (a served model, or one small CPU model copy per
+# core). Training and evaluation share the GPU (or every core) and stay one at a time.
 PARALLEL_GROUPS = ("sources", "quality")
+TEACHER_GROUPS = ("teacher", "vrd")
 
 
-def _parallel_step(asset_graph, step: Step) -> bool:
-    return step.partitioned and all(asset_graph.get(key).group_name in PARALLEL_GROUPS for key in step.keys)
+def _parallel_split(asset_graph, step: Step, settings: Settings) -> tuple[set[dg.AssetKey], int | None] | None:
+    """(the keys of `step` that may run for several centuries at once, at most how many: None = as many as the
+    build has workers), or None: the step runs one century at a time. The other keys run after, so none of them
+    may feed a parallel key."""
+    if not step.partitioned:
+        return None
+    teacher_steps = teacher_pool_limit(settings)
+    groups = PARALLEL_GROUPS + (TEACHER_GROUPS if teacher_steps > 1 else ())
+    parallel = {key for key in step.keys if asset_graph.get(key).group_name in groups}
+    serial = set(step.keys) - parallel
+    uses_teacher = any(asset_graph.get(key).group_name in TEACHER_GROUPS for key in parallel)
+    if not parallel or (serial and not uses_teacher):  # a split costs a run per century: worth it for the teacher
+        return None
+    if any(asset_graph.get(key).parent_keys & serial for key in parallel):
+        return None
+    return parallel, (teacher_steps if uses_teacher else None)
 
 
 def default_workers() -> int:
     """Every core this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return cpu_cores()
 
 
 class _Build:

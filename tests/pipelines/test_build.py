@@ -1,7 +1,9 @@
 import dagster as dg
 
-from pipelines.build import plan_steps, settled_subset
+from pipelines import concurrency
+from pipelines.build import _parallel_split, plan_steps, settled_subset
 from pipelines.partitions import century_partitions
+from sources.settings import Settings
 
 
 def _graph():
@@ -60,3 +62,21 @@ def test_a_stale_key_below_a_fresh_key_that_may_turn_stale_waits():
     # once splits has run and trend is judged stale too, both run in order
     later = {dg.AssetKey("trend"): "new data", dg.AssetKey("card"): "new data"}
     assert set(settled_subset(graph, keys, later)) == set(later)
+
+
+def test_the_teacher_step_runs_centuries_at_once_on_cpu_cores_and_trains_after(monkeypatch):
+    from pipelines.definitions import defs
+
+    monkeypatch.setattr(concurrency, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(concurrency, "has_cuda_device", lambda: False)
+    graph = defs.resolve_asset_graph()
+    steps = plan_steps(graph, set(graph.materializable_asset_keys))
+    [step] = [s for s in steps if dg.AssetKey("situations") in s.keys]
+    assert dg.AssetKey("finetuned_model") in step.keys
+    parallel, cap = _parallel_split(graph, step, Settings.load())  # 2 cores, torch_threads 1
+    names = {key.to_user_string() for key in parallel}
+    assert {"documents_dedup", "passages", "situations", "vrd_candidates", "vrd"} <= names
+    assert "finetuned_model" not in names and cap == 2
+    assert _parallel_split(graph, step, Settings.load({"teacher.backend": "vllm"})) is None  # one model per GPU
+    [documents] = [s for s in steps if dg.AssetKey("documents_clean") in s.keys]
+    assert _parallel_split(graph, documents, Settings.load({"teacher.backend": "vllm"}))[1] is None  # all workers

@@ -5,6 +5,7 @@ import shutil
 import dagster as dg
 import pytest
 
+from pipelines import concurrency
 from pipelines.concurrency import apply_pool_limits, teacher_pool_limit
 from pipelines.executors import GPU_STEPS
 from pipelines.home import REPO_DAGSTER_YAML
@@ -29,7 +30,14 @@ def test_dagster_yaml_limits_gpu_runs_and_pools(instance):
     assert not instance.telemetry_enabled
 
 
-def test_pool_sizes_come_from_the_settings(instance, home):
+def test_pool_sizes_come_from_the_settings(instance, home, monkeypatch):
+    monkeypatch.setattr(concurrency, "cpu_cores", lambda: 4)
+    monkeypatch.setattr(concurrency, "has_cuda_device", lambda: False)
+    # the CPU teacher: one small model copy per core at torch_threads = 1
+    assert apply_pool_limits(instance, Settings.load()) == {"gpu": 1, "teacher": 4}
+    assert teacher_pool_limit(Settings.load({"teacher.torch_threads": 2})) == 2
+    assert teacher_pool_limit(Settings.load({"teacher.backend": "vllm"})) == 1
+    monkeypatch.setattr(concurrency, "has_cuda_device", lambda: True)  # one model per device
     assert apply_pool_limits(instance, Settings.load()) == {"gpu": 1, "teacher": 1}
     assert instance.event_log_storage.get_concurrency_info("gpu").slot_count == 1
     served = Settings.load({"teacher.backend": "openai", "teacher.concurrency": 8})

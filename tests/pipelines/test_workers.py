@@ -1,5 +1,5 @@
-"""[issue 14] `chronoprism build --workers N`: the centuries of document stages run in parallel processes, and
-every table comes out the same as with one worker."""
+"""[issue 14] `chronoprism build --workers N`: the centuries of document stages (and of the teacher's stages, when
+its pool holds several steps) run in parallel processes, and every table comes out the same as with one worker."""
 
 import random
 
@@ -74,8 +74,9 @@ def tables(home):
     return {str(p.relative_to(data)): pl.read_parquet(p) for p in sorted(data.rglob("*.parquet"))}
 
 
-def test_one_and_two_workers_build_identical_tables(tmp_path):
+def test_one_and_two_workers_build_identical_tables(tmp_path, monkeypatch):
     corpus(tmp_path / "corpus")
+    monkeypatch.setenv("CHRONOPRISM__TEACHER__BACKEND", '"scripted"')  # a pool of one step per core: parallel too
     built = {}
     for workers in (1, 2):
         home = tmp_path / f"home{workers}"
@@ -86,7 +87,7 @@ def test_one_and_two_workers_build_identical_tables(tmp_path):
             "--corpus",
             str(tmp_path / "corpus"),
             "--select",
-            "documents_dedup",
+            "vrd",
             *("--partition", "C017", "--partition", "C018", "--partition", "C019"),
             "--workers",
             str(workers),
@@ -94,9 +95,14 @@ def test_one_and_two_workers_build_identical_tables(tmp_path):
         assert "0 failed" in out.stdout, out.stdout
         built[workers] = tables(home)
     assert built[1].keys() == built[2].keys()
-    assert {"documents/C018.parquet", "documents_clean/C019.parquet", "near_duplicate_clusters/all.parquet"} <= set(
-        built[1]
-    )
+    assert {
+        "documents/C018.parquet",
+        "documents_clean/C019.parquet",
+        "near_duplicate_clusters/all.parquet",
+        "situations/C017.parquet",
+        "vrd/C019.parquet",
+    } <= set(built[1])
+    assert built[1]["vrd/C018.parquet"].height > 0
     for name, frame in built[1].items():
         assert frame.equals(built[2][name]), name
     assert built[1]["near_duplicate_clusters/all.parquet"].height == 1
