@@ -260,11 +260,6 @@ class TeacherCache:
         for row in rows:
             self._journaled[row[0]] = (row[8], row[7])
 
-    @property
-    def unmerged_calls(self) -> int:
-        """Calls in this process's journal, not yet in the DuckDB file."""
-        return len(self._unmerged_rows)
-
     def merge_journal(self) -> None:
         """Move this process's journal into the DuckDB file (one transaction) and empty it. What it holds is
         also in memory (`append` kept it): inserted from there, the file is only read back by `_recover_journals`
@@ -414,13 +409,20 @@ def _insert(
         latest = {row[0]: row for row in rows}  # one row per id within a batch; attempts count earlier ones
         attempts = Counter(row[0] for row in rows)
         rows = [(*row[:9], attempts[row[0]], *row[10:]) for row in latest.values()]
-        con.register("new_calls", pl.DataFrame(rows, schema=_CALL_COLUMNS, orient="row").to_arrow())
-        con.execute(
-            "INSERT INTO teacher_calls SELECT * FROM new_calls ON CONFLICT (call_id) "
-            "DO UPDATE SET response = excluded.response, response_json = excluded.response_json, "
-            "status = excluded.status, attempts = teacher_calls.attempts + excluded.attempts, "
-            "latency_s = excluded.latency_s, created_at = excluded.created_at, build_id = excluded.build_id"
-        )
+        table = pl.DataFrame(rows, schema=_CALL_COLUMNS, orient="row").to_arrow()
+        con.register("new_calls", table)
+        try:  # usually every call is new: a plain INSERT costs ~40 % less than the upsert
+            con.execute("INSERT INTO teacher_calls SELECT * FROM new_calls")
+        except duckdb.ConstraintException:  # a retried call already stored: the transaction is void, upsert
+            con.execute("ROLLBACK")
+            con.execute("BEGIN TRANSACTION")
+            con.register("new_calls", table)  # the rollback dropped it
+            con.execute(
+                "INSERT INTO teacher_calls SELECT * FROM new_calls ON CONFLICT (call_id) "
+                "DO UPDATE SET response = excluded.response, response_json = excluded.response_json, "
+                "status = excluded.status, attempts = teacher_calls.attempts + excluded.attempts, "
+                "latency_s = excluded.latency_s, created_at = excluded.created_at, build_id = excluded.build_id"
+            )
         con.unregister("new_calls")
     per_build: dict[str, BuildCounters] = {}
     for build_id, delta in counters:  # one upsert per build: each costs ~20 ms

@@ -13,9 +13,9 @@ Two ways through the backend, same outcome:
   journal with whatever else arrived meanwhile (an appended, flushed line: microseconds, where opening the DuckDB
   file took ~10 ms idle and far more under load), and a repair or larger-budget retry goes straight back into the
   window. A `kill -9` loses only what was in flight. The journal is merged into the DuckDB file every
-  `merge_interval_s`, once more while the last window is in flight (so the merge the run ends with is small), and
-  at the end of each run (teacher/cache.py). Each request's JSON is encoded once: hashed into its call id and
-  stored by the commit. While answers stream, young objects are garbage-collected less often (`_RelaxedGC`).
+  `merge_interval_s` and at the end of each run (teacher/cache.py). Each request's JSON is encoded once: hashed
+  into its call id and stored by the commit. While answers stream, young objects are garbage-collected less often
+  (`_RelaxedGC`).
 - **Rounds** (in-process backends): misses in batches of `batch_size` (similar prompt lengths together), each batch
   committed as it returns; repairs form the next round.
 
@@ -337,8 +337,7 @@ class Teacher:
         waiting: dict[str, tuple[str, list[int]]] = {}  # call id in flight -> (its request JSON, the jobs waiting)
         ready = list(range(len(jobs)))
         # one window's worth goes out first; the rest is hashed and looked up in the cache while it is in flight
-        window = getattr(self.backend, "window_size", 0) or len(jobs)
-        head, merged_tail = window, False
+        head = getattr(self.backend, "window_size", 0) or len(jobs)
         busy_since = time.perf_counter()
         while ready or waiting:
             if ready:
@@ -348,11 +347,6 @@ class Teacher:
                 ready = self._dispatch(ready, jobs, results, requests, waiting, stream) + later
                 head = len(jobs)
                 continue
-            if not merged_tail and stream.pending <= window and self.cache and self.cache.unmerged_calls > window:
-                # the last window is in flight: merge what the journal holds now, while it flies, so that the
-                # merge at the end of the run (which the caller waits for) holds only the last answers
-                merged_tail = True
-                self._merge()
             arrived = stream.wait(timeout=1.0)
             if arrived:
                 now = time.perf_counter()
