@@ -33,12 +33,14 @@ import functools
 import hashlib
 import json
 import math
+import os
 import random
 import subprocess
 import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 CHARS_PER_TOKEN = 4
@@ -394,6 +396,16 @@ class SimServerProcess:
 
         with urllib.request.urlopen(self.base_url.removesuffix("/v1") + "/stats", timeout=30) as reply:
             return json.loads(reply.read())
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server process has used (user + system, from /proc; None where there is no /proc): it
+        shares the client's cores in benchmarks, so what it uses is not the client's."""
+        assert self.proc is not None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
