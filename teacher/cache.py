@@ -260,6 +260,11 @@ class TeacherCache:
         for row in rows:
             self._journaled[row[0]] = (row[8], row[7])
 
+    @property
+    def unmerged_calls(self) -> int:
+        """Calls in this process's journal, not yet in the DuckDB file."""
+        return len(self._unmerged_rows)
+
     def merge_journal(self) -> None:
         """Move this process's journal into the DuckDB file (one transaction) and empty it. What it holds is
         also in memory (`append` kept it): inserted from there, the file is only read back by `_recover_journals`
