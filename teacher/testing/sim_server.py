@@ -233,6 +233,15 @@ class SimServer:
         return http_reply(200, payload), self.config.latency + self.config.per_token * completion, key
 
 
+def _header(head: bytes, name: bytes) -> bytes:
+    """The value of header `name` (lowercase) in a lowercased request head, b"" when absent."""
+    at = head.find(b"\r\n" + name + b":")
+    if at < 0:
+        return b""
+    start = at + len(name) + 3
+    return head[start : head.find(b"\r\n", start)].strip()
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: HTTP/1.1 with keep-alive, a Content-Length body, one request at a time (a
     pipelined request waits in the buffer until the one before it is answered, so answers keep their order)."""
@@ -256,32 +265,30 @@ class _Connection(asyncio.Protocol):
             self._next()
 
     def _next(self) -> None:
-        """Hand the next whole request in the buffer to the server, if there is one."""
+        """Hand the next whole request in the buffer to the server, if there is one. Only three headers matter
+        (Content-Length, Connection, Transfer-Encoding): found in the lowercased head, not parsed into a dict."""
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(self.buffer) > MAX_HEAD:
                 self._refuse(400, "request head too large")
             return
-        lines = self.buffer[:end].decode("latin-1").split("\r\n")
+        head = self.buffer[: end + 2].lower()  # each header line ends with CRLF
         try:
-            method, target, version = lines[0].split(" ")
+            method, target, version = self.buffer[: head.find(b"\r\n")].decode("latin-1").split(" ")
+            length = int(_header(head, b"content-length") or 0)
         except ValueError:
-            self._refuse(400, "bad request line")
+            self._refuse(400, "bad request line or Content-Length")
             return
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if "transfer-encoding" in headers:
+        if _header(head, b"transfer-encoding"):
             self._refuse(411, "send a Content-Length body")
             return
         start = end + 4
-        stop = start + int(headers.get("content-length") or 0)
+        stop = start + length
         if len(self.buffer) < stop:
             return  # the body is still coming
         raw, self.buffer = self.buffer[start:stop], self.buffer[stop:]
-        connection = headers.get("connection", "").lower()
-        self.close_after = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
+        connection = _header(head, b"connection")
+        self.close_after = connection == b"close" or (version == "HTTP/1.0" and connection != b"keep-alive")
         self.busy = True
         self.server.handle(self, method, target.partition("?")[0], raw)
 
