@@ -15,9 +15,8 @@ Two ways through the backend, same outcome:
   window. A `kill -9` loses only what was in flight. The journal is merged into the DuckDB file every
   `merge_interval_s`, once more while the last two windows are in flight when it holds many calls (so that the
   merge each run ends with, which the caller waits for, is short), and at the end of each run (teacher/cache.py).
-  Each request's JSON is encoded once: hashed into its call id and stored by the commit. The first window goes out
-  before the rest is hashed and looked up. While answers stream, young objects are garbage-collected less often
-  (`_RelaxedGC`).
+  Each request's JSON is encoded once: hashed into its call id and stored by the commit. While answers stream,
+  young objects are garbage-collected less often (`_RelaxedGC`).
 - **Rounds** (in-process backends): misses in batches of `batch_size` (similar prompt lengths together), each batch
   committed as it returns; repairs form the next round.
 
@@ -338,19 +337,14 @@ class Teacher:
         stream = self.backend.stream()  # type: ignore[attr-defined]
         waiting: dict[str, tuple[str, list[int]]] = {}  # call id in flight -> (its request JSON, the jobs waiting)
         ready = list(range(len(jobs)))
-        # one window's worth goes out first, then 4x as many each time: each part is hashed and looked up in the
-        # cache while the ones before it are in flight, in a few lookups (the other 9,744 of 10,000 jobs at once
-        # left the window empty for about half a second on the loaded 2-core machine)
-        window = head = getattr(self.backend, "window_size", 0) or len(jobs)
+        window = getattr(self.backend, "window_size", 0) or len(jobs)
         merged_tail = False
         busy_since = time.perf_counter()
         while ready or waiting:
             if ready:
                 if not waiting:
                     busy_since = time.perf_counter()
-                ready, later = ready[:head], ready[head:]
-                ready = self._dispatch(ready, jobs, results, requests, waiting, stream) + later
-                head *= 4
+                ready = self._dispatch(ready, jobs, results, requests, waiting, stream)
                 continue
             if not merged_tail and stream.pending <= TAIL_WINDOWS * window and self.cache is not None:
                 merged_tail = True

@@ -52,8 +52,8 @@ def test_each_answer_is_committed_and_identical_requests_share_one_call(tmp_path
 
 
 def test_a_long_run_merges_its_journal_while_the_last_windows_fly(tmp_path, monkeypatch):
-    """The first window goes out before the rest is looked up; with many calls in the journal near the end, it is
-    merged while the last two windows are in flight, and the merge the run ends with holds only those."""
+    """With many calls in the journal near the end of a run, it is merged while the last two windows are in
+    flight, and the merge the run ends with holds only those."""
     cache = TeacherCache(tmp_path / "c.duckdb")
     merged: list[int] = []  # calls in the journal at each merge
     merge = TeacherCache.merge_journal
@@ -61,7 +61,7 @@ def test_a_long_run_merges_its_journal_while_the_last_windows_fly(tmp_path, monk
     with SimServerProcess(latency=0.02, per_token=0.0) as server:
         teacher = load_teacher(server.base_url, cache, max_in_flight=4)
         teacher.merge_interval_s = 3600.0  # no merge by the clock: only the tail's and the run's last
-        results = teacher.run(load_jobs(120) + load_jobs(120)[:30])  # 30 asked twice, across the dispatch parts
+        results = teacher.run(load_jobs(120) + load_jobs(120)[:30])  # 30 asked twice
         during = list(merged)
         stats = server.stats()
         teacher.close()
