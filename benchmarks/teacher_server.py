@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -75,8 +76,35 @@ def summary(values: list[float], fmt: str = "{:.1f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
-def throughput(window: int, n: int, workdir: Path, streaming: bool = True, cached: bool = True) -> float:
-    """Seconds to answer `n` fresh requests at `window` in flight, checked complete."""
+class Point(NamedTuple):
+    """One timed run: wall seconds, and CPU seconds of the client process (all its threads) and of the server."""
+
+    seconds: float
+    client_cpu: float
+    server_cpu: float
+
+
+class Timed:
+    """Wall and CPU time of a block, the client's (this process) and the server process's."""
+
+    def __init__(self, server: SimServerProcess):
+        self.server = server
+
+    def __enter__(self) -> Timed:
+        self.wall, self.cpu, self.server_cpu = time.perf_counter(), time.process_time(), self.server.cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        server_cpu = self.server.cpu_seconds()
+        self.point = Point(
+            time.perf_counter() - self.wall,
+            time.process_time() - self.cpu,
+            server_cpu - self.server_cpu if server_cpu is not None and self.server_cpu is not None else math.nan,
+        )
+
+
+def throughput(window: int, n: int, workdir: Path, streaming: bool = True, cached: bool = True) -> Point:
+    """Time to answer `n` fresh requests at `window` in flight, checked complete."""
     with SimServerProcess(**SERVER) as server:
         path = workdir / f"tp-{window}-{streaming}-{time.monotonic_ns()}.duckdb"
         cache = TeacherCache(path) if cached else None
@@ -84,9 +112,8 @@ def throughput(window: int, n: int, workdir: Path, streaming: bool = True, cache
         teacher._streaming = streaming
         teacher.batch_size = 8
         teacher.run(load_jobs(min(window, 20), salt="warm-up "))  # event loop, connections, cache file: once
-        started = time.perf_counter()
-        results = teacher.run(load_jobs(n))
-        elapsed = time.perf_counter() - started
+        with Timed(server) as timed:
+            results = teacher.run(load_jobs(n))
         teacher.close()
         stats = server.stats()
     warm = min(window, 20)
@@ -95,17 +122,18 @@ def throughput(window: int, n: int, workdir: Path, streaming: bool = True, cache
     )
     held = cache.calls_frame().height - warm if cache else n
     check(held == n, f"throughput at {window}: cache holds {held}/{n}")
-    return elapsed
+    return timed.point
 
 
-def bare_aiohttp(window: int, n: int) -> float:
-    """Seconds for a minimal client (`window` aiohttp workers, no Teacher, no parsing, no cache) to get `n`
+def bare_aiohttp(window: int, n: int) -> Point:
+    """Time for a minimal client (`window` aiohttp workers, no Teacher, no parsing, no cache) to get `n`
     answers from the same server: what this machine allows at all, the simulated server sharing its cores."""
     import asyncio
 
     import aiohttp
 
-    async def run(url: str) -> float:
+    async def run(server: SimServerProcess) -> Point:
+        url = server.base_url
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
             async def worker(salts: Iterator[str]) -> None:
@@ -116,12 +144,12 @@ def bare_aiohttp(window: int, n: int) -> float:
 
             await asyncio.gather(*(worker(iter([f"warm-up {w} "])) for w in range(min(window, 20))))  # connections
             salts = (f"{i} " for i in range(n))  # shared: each worker takes the next request when its answer is in
-            started = time.perf_counter()
-            await asyncio.gather(*(worker(salts) for _ in range(window)))
-            return time.perf_counter() - started
+            with Timed(server) as timed:
+                await asyncio.gather(*(worker(salts) for _ in range(window)))
+            return timed.point
 
     with SimServerProcess(**SERVER) as server:
-        return asyncio.run(run(server.base_url))
+        return asyncio.run(run(server))
 
 
 def rate_limited(n: int, workdir: Path) -> tuple[float, dict]:
@@ -199,6 +227,7 @@ def main() -> int:
                 )
                 print(
                     f"{'in flight':>12} {'requests':>9} {'req/s (median, min-max)':>26} {'ideal':>8} {'% ideal':>16}"
+                    f" {'CPU ms/req client + server':>27}"
                 )
                 # (label, in flight, requests, one run): ours; the window alone; a bare aiohttp loop; the peer
                 points = [(f"{w}", w, True, True) for w in WINDOWS]
@@ -210,20 +239,25 @@ def main() -> int:
                     n = max(20, int(window * WAVES * args.scale)) if streaming is not False else int(160 * args.scale)
                     runs = range(args.runs)
                     if streaming is None:
-                        seconds = [bare_aiohttp(window, n) for _ in runs]
+                        timed = [bare_aiohttp(window, n) for _ in runs]
                     else:
-                        seconds = [throughput(window, n, workdir, streaming, cached) for _ in runs]
+                        timed = [throughput(window, n, workdir, streaming, cached) for _ in runs]
                     ideal_s = math.ceil(n / window) * REQUEST_S
-                    rates = [n / s for s in seconds]
-                    shares = [100 * ideal_s / s for s in seconds]
+                    rates = [n / t.seconds for t in timed]
+                    shares = [100 * ideal_s / t.seconds for t in timed]
                     medians[label] = statistics.median(rates)
                     ideal_rate = n / ideal_s
-                    print(f"{label:>12} {n:>9} {summary(rates):>26} {ideal_rate:>8.1f} {summary(shares):>16}")
+                    cpu = [(1000 * t.client_cpu / n, 1000 * t.server_cpu / n) for t in timed]
+                    split = f"{statistics.median(c for c, _ in cpu):.2f} + {statistics.median(s for _, s in cpu):.2f}"
+                    print(
+                        f"{label:>12} {n:>9} {summary(rates):>26} {ideal_rate:>8.1f} {summary(shares):>16} {split:>27}"
+                    )
                     if streaming and cached and window >= 64:
                         verdict = "met" if statistics.median(shares) >= 90 else "MISSED"
                         print(f"{'':>12} goal >= 90 % of ideal: {verdict}")
                 print("nocache = the window alone, without the cache commits (the client's own ceiling here)")
                 print("bare = a minimal aiohttp loop, no Teacher: what this machine allows with the server on it")
+                print("CPU = medians over the timed part: the client process (all threads) + the server process")
                 for w in (64, 256):
                     print(f"ours / bare at {w}: {medians[str(w)] / medians[f'{w} bare']:.2f}")
                 print("peer 4 = before issue 15: rounds of 8 requests, 4 in flight, each round waits for its slowest")

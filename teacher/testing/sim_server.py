@@ -29,19 +29,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import math
+import os
 import random
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 CHARS_PER_TOKEN = 4
 URL_PREFIX = "SIM_SERVER_URL "
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required", 429: "Too Many Requests"}
+REASONS |= {500: "Internal Server Error", 503: "Service Unavailable"}
+MAX_HEAD = 64 * 1024
+MODELS = {"object": "list", "data": [{"id": "sim", "object": "model"}]}
 
 
 @dataclass(slots=True)
@@ -59,8 +66,13 @@ class SimConfig:
 
 def request_key(messages: list[dict[str, Any]], max_tokens: int) -> str:
     """What identifies a request to the simulated server (and to whoever checks its `answered` counts)."""
-    text = json.dumps(messages, sort_keys=True, ensure_ascii=False) + f"|{max_tokens}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _keyed(messages, max_tokens)[0]
+
+
+def _keyed(messages: list[dict[str, Any]], max_tokens: int) -> tuple[str, str]:
+    """(request key, the messages as sorted-key JSON: as long as the prompt text, for its token count)."""
+    text = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(f"{text}|{max_tokens}".encode()).hexdigest()[:16], text
 
 
 def _unit(*parts: Any) -> float:
@@ -88,13 +100,30 @@ def answer_text(body: dict[str, Any], needed_tokens: int, key: str) -> str:
         item = {"kind": kind, "text": f"Mercy {key[:6]}", "valence": "supports", "explanation": ""}
         item["explanation"] = "Forgiving the debt shows mercy. " * max(1, (budget - 80) // 32)
         return json.dumps({"items": [item]})
-    head = json.dumps({"answer": key, "text": ""})
-    filler = " ".join(["lorem"] * max(1, (budget - len(head)) // 6))
-    return json.dumps({"answer": key, "text": filler})
+    # json.dumps({"answer": key, "text": filler}), built: a hex key and the filler need no escaping
+    return f'{{"answer": "{key}", "text": "{_filler(budget - len(key) - 26)}"}}'
+
+
+@functools.lru_cache
+def _filler(chars: int) -> str:
+    return " ".join(["lorem"] * max(1, chars // 6))
+
+
+def http_reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> bytes:
+    """One whole HTTP/1.1 response with a JSON body, as bytes ready to write."""
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    head = f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + extra + "\r\n").encode() + body
 
 
 class SimServer:
-    """The aiohttp application and its counters."""
+    """The simulated server's state and answers, served by `_Connection`s.
+
+    Lean on purpose: the server shares the client's cores in tests and benchmarks (a real server does not), so
+    every millisecond it spends is taken from the client it measures. A raw asyncio protocol with a minimal
+    HTTP/1.1 parser and one timer per served request costs a fraction of an aiohttp application's router,
+    request objects and handler task per request."""
 
     def __init__(self, config: SimConfig):
         self.config = config
@@ -102,7 +131,7 @@ class SimServer:
         self.counts: Counter = Counter()
         self.answered: Counter = Counter()
         self.in_flight = 0
-        self._slots: asyncio.Semaphore | None = None
+        self._queued: deque[tuple[_Connection, bytes, float, str]] = deque()  # beyond capacity, first come first
         rate = (config.rpm or 0) / 60.0
         self._rate = rate
         self._burst = max(1.0, rate)
@@ -121,33 +150,62 @@ class SimServer:
             return 0.0
         return (1.0 - self._bucket) / self._rate
 
-    async def chat(self, request: Any) -> Any:
-        from aiohttp import web
+    def handle(self, conn: _Connection, method: str, path: str, raw: bytes) -> None:
+        """Answer one request on `conn`: at once, or after its time in a serving slot."""
+        if method == "POST" and path == "/v1/chat/completions":
+            reply, seconds, key = self.chat(raw)
+            if seconds is not None:
+                self._queued.append((conn, reply, seconds, key))
+                self._serve_queued()
+                return
+        elif method == "GET" and path in ("/v1/models", "/health"):
+            reply = http_reply(200, MODELS)
+        elif method == "GET" and path == "/stats":
+            reply = http_reply(200, {**self.counts, "answered": dict(self.answered)})
+        else:
+            reply = http_reply(404, {"error": {"message": f"no route for {method} {path}"}})
+        conn.send(reply)
 
+    def _serve_queued(self) -> None:
+        """Start queued requests while a slot is free, like a busy vLLM scheduler; each holds its slot (a timer)
+        for its latency, then is answered."""
+        loop = asyncio.get_running_loop()
+        while self._queued and self.in_flight < self.config.capacity:
+            conn, reply, seconds, key = self._queued.popleft()
+            self.in_flight += 1
+            self.counts["max_in_flight"] = max(self.counts["max_in_flight"], self.in_flight)
+            loop.call_later(seconds, self._served, conn, reply, key)
+
+    def _served(self, conn: _Connection, reply: bytes, key: str) -> None:
+        self.in_flight -= 1
+        self.counts["ok"] += 1
+        self.answered[key] += 1
+        conn.send(reply)
+        self._serve_queued()
+
+    def chat(self, raw: bytes) -> tuple[bytes, float | None, str]:
+        """(the response, seconds it takes in a slot or None for an answer at once, request key)."""
         self.counts["requests"] += 1
         try:
-            body = await request.json()
+            body = json.loads(raw)
             messages = body["messages"]
         except (ValueError, KeyError, TypeError):
             self.counts["bad_requests"] += 1
-            return web.json_response({"error": {"message": "body needs messages"}}, status=400)
+            return http_reply(400, {"error": {"message": "body needs messages"}}), None, ""
         wait = self._take_rate_token()
         if wait > 0:
             self.counts["rate_limited"] += 1
             headers = {"Retry-After": str(max(1, math.ceil(wait))), "retry-after-ms": str(math.ceil(wait * 1000))}
-            return web.json_response(
-                {"error": {"message": "rate limit reached", "type": "rate_limit_exceeded"}},
-                status=429,
-                headers=headers,
-            )
+            error = {"error": {"message": "rate limit reached", "type": "rate_limit_exceeded"}}
+            return http_reply(429, error, headers), None, ""
         if self.config.p_5xx and self.rng.random() < self.config.p_5xx:
             self.counts["server_errors"] += 1
             status = self.rng.choice([500, 503])
-            return web.json_response({"error": {"message": "simulated server error"}}, status=status)
+            return http_reply(status, {"error": {"message": "simulated server error"}}), None, ""
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
-        key = request_key(messages, max_tokens)
-        prompt_text = json.dumps(messages, ensure_ascii=False)
-        long = self.config.p_truncate and _unit("long", prompt_text) < self.config.p_truncate
+        key, sorted_text = _keyed(messages, max_tokens)
+        p_long = self.config.p_truncate  # which prompts are long: a hash of their messages as sent
+        long = p_long and _unit("long", json.dumps(messages, ensure_ascii=False)) < p_long
         needed = self.config.long_tokens if long else self.config.answer_tokens
         if body.get("logprobs"):
             text, finish = "Yes", "stop"
@@ -156,17 +214,7 @@ class SimServer:
             if _tokens(text) > max_tokens:
                 text, finish = text[: max_tokens * CHARS_PER_TOKEN], "length"
                 self.counts["truncated"] += 1
-        completion = _tokens(text)
-        assert self._slots is not None
-        async with self._slots:  # beyond capacity requests queue here, like a busy vLLM scheduler
-            self.in_flight += 1
-            self.counts["max_in_flight"] = max(self.counts["max_in_flight"], self.in_flight)
-            try:
-                await asyncio.sleep(self.config.latency + self.config.per_token * completion)
-            finally:
-                self.in_flight -= 1
-        self.counts["ok"] += 1
-        self.answered[key] += 1
+        completion, prompt = _tokens(text), _tokens(sorted_text)
         choice: dict[str, Any] = {
             "index": 0,
             "message": {"role": "assistant", "content": text},
@@ -180,47 +228,92 @@ class SimServer:
             "object": "chat.completion",
             "model": body.get("model", "sim"),
             "choices": [choice],
-            "usage": {
-                "prompt_tokens": _tokens(prompt_text),
-                "completion_tokens": completion,
-                "total_tokens": _tokens(prompt_text) + completion,
-            },
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
-        return web.json_response(payload)
+        return http_reply(200, payload), self.config.latency + self.config.per_token * completion, key
 
-    async def stats(self, request: Any) -> Any:
-        from aiohttp import web
 
-        return web.json_response({**self.counts, "answered": dict(self.answered)})
+def _header(head: bytes, name: bytes) -> bytes:
+    """The value of header `name` (lowercase) in a lowercased request head, b"" when absent."""
+    at = head.find(b"\r\n" + name + b":")
+    if at < 0:
+        return b""
+    start = at + len(name) + 3
+    return head[start : head.find(b"\r\n", start)].strip()
 
-    async def models(self, request: Any) -> Any:
-        from aiohttp import web
 
-        return web.json_response({"object": "list", "data": [{"id": "sim", "object": "model"}]})
+class _Connection(asyncio.Protocol):
+    """One client connection: HTTP/1.1 with keep-alive, a Content-Length body, one request at a time (a
+    pipelined request waits in the buffer until the one before it is answered, so answers keep their order)."""
 
-    def app(self) -> Any:
-        from aiohttp import web
+    def __init__(self, server: SimServer):
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.busy = False  # a request read and not yet answered
+        self.close_after = False
 
-        async def on_startup(app: Any) -> None:
-            self._slots = asyncio.Semaphore(self.config.capacity)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
 
-        app = web.Application(client_max_size=64 * 1024**2)
-        app.on_startup.append(on_startup)
-        app.router.add_post("/v1/chat/completions", self.chat)
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/stats", self.stats)
-        app.router.add_get("/health", self.models)
-        return app
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.busy:
+            self._next()
+
+    def _next(self) -> None:
+        """Hand the next whole request in the buffer to the server, if there is one. Only three headers matter
+        (Content-Length, Connection, Transfer-Encoding): found in the lowercased head, not parsed into a dict."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEAD:
+                self._refuse(400, "request head too large")
+            return
+        head = self.buffer[: end + 2].lower()  # each header line ends with CRLF
+        try:
+            method, target, version = self.buffer[: head.find(b"\r\n")].decode("latin-1").split(" ")
+            length = int(_header(head, b"content-length") or 0)
+        except ValueError:
+            self._refuse(400, "bad request line or Content-Length")
+            return
+        if _header(head, b"transfer-encoding"):
+            self._refuse(411, "send a Content-Length body")
+            return
+        start = end + 4
+        stop = start + length
+        if len(self.buffer) < stop:
+            return  # the body is still coming
+        raw, self.buffer = self.buffer[start:stop], self.buffer[stop:]
+        connection = _header(head, b"connection")
+        self.close_after = connection == b"close" or (version == "HTTP/1.0" and connection != b"keep-alive")
+        self.busy = True
+        self.server.handle(self, method, target.partition("?")[0], raw)
+
+    def _refuse(self, status: int, why: str) -> None:
+        self.buffer, self.close_after = b"", True
+        self.send(http_reply(status, {"error": {"message": why}}))
+
+    def send(self, reply: bytes) -> None:
+        """Write the answer to the request in hand, then take the next one (or close, when asked to)."""
+        self.busy = False
+        if self.transport is None:  # the client went away while its request was being served
+            return
+        if self.close_after:
+            self.transport.write(reply.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
+            self.transport.close()
+            return
+        self.transport.write(reply)
+        if self.buffer:
+            self._next()
 
 
 async def serve(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
-    from aiohttp import web
-
-    runner = web.AppRunner(SimServer(config).app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server = SimServer(config)
+    listener = await asyncio.get_running_loop().create_server(lambda: _Connection(server), host, port, backlog=4096)
+    bound = listener.sockets[0].getsockname()[1]
     print(f"{URL_PREFIX}http://{host}:{bound}/v1", flush=True)
     await asyncio.Event().wait()
 
@@ -310,6 +403,16 @@ class SimServerProcess:
 
         with urllib.request.urlopen(self.base_url.removesuffix("/v1") + "/stats", timeout=30) as reply:
             return json.loads(reply.read())
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server process has used (user + system, from /proc; None where there is no /proc): it
+        shares the client's cores in benchmarks, so what it uses is not the client's."""
+        assert self.proc is not None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

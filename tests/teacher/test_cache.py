@@ -1,10 +1,13 @@
 import dataclasses
+import json
 import multiprocessing
 import os
+import shutil
 import signal
 
 import pytest
 
+from sources.schema import stable_id
 from teacher.backends.base import TeacherRequest, TeacherResponse
 from teacher.cache import (
     STATUS_FAILED,
@@ -46,6 +49,19 @@ def test_every_request_field_changes_the_key(change):
     assert call_id_of("transformers", "m", dataclasses.replace(REQUEST, **change)) != call_id_of(
         "transformers", "m", REQUEST
     )
+
+
+def test_the_key_and_the_stored_request_are_the_canonical_json_of_the_payload(tmp_path):
+    """Keys must not change between versions: a rebuild on an old cache would ask everything again."""
+    request = dataclasses.replace(REQUEST, messages=[{"role": "user", "content": "Schuld vergeben: ü, 债"}])
+    canonical = json.dumps(request.payload(), sort_keys=True, ensure_ascii=False)
+    assert call_id_of("openai", "m", request) == stable_id("openai", "m", canonical)
+    assert call_id_of("openai", "m", request, canonical) == call_id_of("openai", "m", request)
+    cache = TeacherCache(tmp_path / "c.duckdb")
+    record = CallRecord("a", "openai", "m", request, TeacherResponse(text="ok"), STATUS_OK)
+    cache.append([record, dataclasses.replace(record, call_id="b", request_json=canonical)], "b1")
+    cache.merge_journal()
+    assert cache.calls_frame()["request"].to_list() == [canonical, canonical]
 
 
 def test_backend_and_model_change_the_key_and_equal_requests_share_it():
@@ -163,12 +179,19 @@ def test_journaled_answers_are_committed_before_any_merge_and_survive_a_kill(tmp
 def test_a_line_cut_mid_write_is_skipped_and_a_retried_call_counts_its_attempts(tmp_path):
     path = tmp_path / "teacher.duckdb"
     cache = TeacherCache(path)
-    cache.append([_record("b", status=STATUS_FAILED)], "one")
-    cache.append([_record("b", text="later")], "one")  # the retry succeeded
+    cache.append([_record("b", status=STATUS_FAILED)], "one", BuildCounters(backend_calls=1, backend_errors=1))
+    cache.append([_record("b", text="later")], "one", BuildCounters(backend_calls=1))  # the retry succeeded
     journal = next((tmp_path / "journal").glob("*.jsonl"))
-    with open(journal, "a", encoding="utf-8") as f:
+    dead = journal.with_name("0-killed.jsonl")  # the same lines in the journal of a writer that is gone
+    shutil.copy(journal, dead)
+    with open(dead, "a", encoding="utf-8") as f:
         f.write('{"call": ["cut-mid')  # what a kill during a write leaves
-    cache.merge_journal()
-    calls = TeacherCache(path).calls_frame()
-    assert calls["call_id"].to_list() == ["b"] and calls["attempts"].to_list() == [2]
-    assert calls["response"].to_list() == ["later"]
+    recovered = TeacherCache(tmp_path / "other" / "teacher.duckdb")
+    (recovered.path.parent / "journal").mkdir()
+    shutil.move(dead, recovered.path.parent / "journal" / dead.name)
+    cache.merge_journal()  # the live writer merges from memory, the file only backs it up
+    for merged in (TeacherCache(path), recovered):  # ... and a new process reads it back from the journal
+        calls = merged.calls_frame()
+        assert calls["call_id"].to_list() == ["b"] and calls["attempts"].to_list() == [2]
+        assert calls["response"].to_list() == ["later"] and calls["status"].to_list() == [STATUS_OK]
+        assert merged.build_counters("one") == BuildCounters(backend_calls=2, backend_errors=1)

@@ -51,6 +51,25 @@ def test_each_answer_is_committed_and_identical_requests_share_one_call(tmp_path
     assert cache.build_counters("load").backend_calls == 12 + 12 and all(r.ok for r in results)
 
 
+def test_a_long_run_merges_its_journal_while_the_last_windows_fly(tmp_path, monkeypatch):
+    """With many calls in the journal near the end of a run, it is merged while the last two windows are in
+    flight, and the merge the run ends with holds only those."""
+    cache = TeacherCache(tmp_path / "c.duckdb")
+    merged: list[int] = []  # calls in the journal at each merge
+    merge = TeacherCache.merge_journal
+    monkeypatch.setattr(TeacherCache, "merge_journal", lambda self: (merged.append(self.unmerged_calls), merge(self)))
+    with SimServerProcess(latency=0.02, per_token=0.0) as server:
+        teacher = load_teacher(server.base_url, cache, max_in_flight=4)
+        teacher.merge_interval_s = 3600.0  # no merge by the clock: only the tail's and the run's last
+        results = teacher.run(load_jobs(120) + load_jobs(120)[:30])  # 30 asked twice
+        during = list(merged)
+        stats = server.stats()
+        teacher.close()
+    assert all(r.ok for r in results) and stats["ok"] == 120 and set(stats["answered"].values()) == {1}
+    assert len(during) == 2 and during[0] > 8 * 4 and during[1] <= 2 * 4  # the tail merge, then the last answers
+    assert cache.calls_frame().height == 120 and cache.build_counters("load").backend_calls == 120
+
+
 def test_429_with_retry_after_shrinks_the_window_and_every_request_is_answered(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     caplog.set_level(logging.DEBUG)
