@@ -225,7 +225,7 @@ class TableWriter:
         table = df.to_arrow()
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd", write_statistics=True)
-        self._writer.write_table(table, row_group_size=max(1, _rows_per_group(df)))
+        self._writer.write_table(table, row_group_size=_rows_per_group(table))
         if self.head.height < self._preview_rows:
             self.head = pl.concat([self.head, df.head(self._preview_rows - self.head.height)])
         if df.height and df.width:
@@ -297,7 +297,8 @@ class ValueSpill:
         return sorted(present) + ([None] if None in self._batches else [])
 
     def read(self, value: object, batch_bytes: int | None = None) -> Iterator[pl.DataFrame]:
-        """The rows of `value` in the order they were added: frames of about `batch_bytes` (None: one frame)."""
+        """The rows of `value` in the order they were added: frames of at most `batch_bytes` (Arrow bytes, unless one
+        added piece is larger; None: one frame)."""
         import pyarrow as pa
 
         if self._reader is None:
@@ -307,11 +308,11 @@ class ValueSpill:
         held, size = [], 0
         for index in self._batches.get(value, []):
             batch = self._reader.get_batch(index)
-            held.append(batch)
-            size += batch.nbytes
-            if batch_bytes is not None and size >= batch_bytes:
+            if held and batch_bytes is not None and size + batch.nbytes > batch_bytes:
                 yield self._frame(held)
                 held, size = [], 0
+            held.append(batch)
+            size += batch.nbytes
         if held:
             yield self._frame(held)
 
@@ -332,9 +333,10 @@ class ValueSpill:
         self.path.unlink(missing_ok=True)
 
 
-def _rows_per_group(df: pl.DataFrame) -> int:
-    size = max(int(df.estimated_size()), 1)
-    return max(1, int(df.height * min(1.0, ROW_GROUP_BYTES / size)))
+def _rows_per_group(table) -> int:
+    """Rows of an Arrow table per row group of at most ROW_GROUP_BYTES (the measure `ValueSpill.read` frames by)."""
+    size = max(int(table.nbytes), 1)
+    return max(1, int(table.num_rows * min(1.0, ROW_GROUP_BYTES / size)))
 
 
 def iter_parquet(
