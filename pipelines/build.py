@@ -289,7 +289,8 @@ def _run_partition_in_worker(
     os.environ.clear()
     os.environ.update(environment)
     os.environ[BUILD_ID_ENV] = build_id
-    os.environ[WORKERS_ENV] = "1"  # this process is one of the build's workers already (SHARES_ENV stays: all of them)
+    os.environ[WORKERS_ENV] = "1"  # this process is one of the build's workers already
+    # SHARES_ENV comes with `environment`: every worker of the build shares the memory budget, this one included
     defs = defs_factory()
     with dg.DagsterInstance.get() as instance:
         reporter = PlainReporter(lambda line: print(line, flush=True))

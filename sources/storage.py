@@ -13,10 +13,14 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from sources.schema import REJECTS, conform, empty
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 UNPARTITIONED = "all"
 
@@ -316,7 +320,7 @@ class ValueSpill:
         if held:
             yield self._frame(held)
 
-    def _frame(self, batches: list) -> pl.DataFrame:
+    def _frame(self, batches: list[pa.RecordBatch]) -> pl.DataFrame:
         import pyarrow as pa
 
         return conform(pl.from_arrow(pa.Table.from_batches(batches, schema=self._arrow_schema)), self.schema)
@@ -333,7 +337,7 @@ class ValueSpill:
         self.path.unlink(missing_ok=True)
 
 
-def _rows_per_group(table) -> int:
+def _rows_per_group(table: pa.Table) -> int:
     """Rows of an Arrow table per row group of at most ROW_GROUP_BYTES (the measure `ValueSpill.read` frames by)."""
     size = max(int(table.nbytes), 1)
     return max(1, int(table.num_rows * min(1.0, ROW_GROUP_BYTES / size)))
