@@ -70,9 +70,9 @@ def documents(context: dg.AssetExecutionContext, settings: SettingsResource) -> 
         if not path.is_file():
             raise FileNotFoundError(f"table {raw_table(spec)!r} has not been materialized ({path})")
     raw.append(store.table_path(ESTIMATED_DOCUMENTS))  # [issue 9] absent unless opted in
-    budget = batch_bytes_for(config.memory_budget_gb)  # [issue 14] DuckDB sorts out of core under the budget
+    batch_bytes = batch_bytes_for(config.memory_budget_gb)  # [issue 14] sorted by doc_id range, a batch at a time
     with store.writer("documents", DOCUMENTS, century) as out:
-        result = write_documents(raw, century, out, budget, store.home / "tmp" / f"documents-{century}")
+        result = write_documents(raw, century, out, batch_bytes, store.home / "tmp" / f"documents-{century}")
     store.write_rejects("documents", result.rejects, century)
     extra = {"rows_per_source": result.rows_per_source, "chars_per_source": result.chars_per_source}
     return written_result(result.stats, out, PREVIEW_COLUMNS, extra=extra)

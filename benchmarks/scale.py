@@ -8,12 +8,16 @@ of 0.85-0.95 (benchmarks/planted.py), written as its own row with its own year.
 
 Each size runs `chronoprism build --no-bundled --corpus DIR --select near_duplicate_clusters` in a fresh home
 (ingest, documents, documents_clean, near_duplicate_clusters) and reports per size: wall time, MB/s of JSONL input,
-peak RSS of the whole process tree (the CLI and every worker it starts, sampled every 0.2 s), and the recall of the
-planted copies (a copy counts when it and its original end in one cluster). Then the growth from the smallest to the
-largest size: time and memory ratios against the size ratio (time linear: ratio ~ size ratio; memory flat: ~1).
-No peer runs here: benchmarks/dedup.py compares the dedup step with datasketch.
+the peak memory of the whole process tree (the CLI and every worker it starts, sampled every 0.2 s) summed two ways,
+and the recall of the planted copies (a copy counts when it and its original end in one cluster). Summed RSS counts
+a page that forked workers share with their server once per process; summed PSS (/proc/PID/smaps_rollup) splits it
+among them, so it is the memory the tree really holds. With --trace, every sample (per process, with the steps then
+running) is written out, and each run prints which steps ran and what each process held at the two peaks. Then the
+growth from the smallest to the largest size: time and memory ratios against the size ratio (time linear: ratio ~
+size ratio; memory flat: ~1). No peer runs here: benchmarks/dedup.py compares the dedup step with datasketch.
 
     python benchmarks/scale.py                          # 0.25, 0.5, 1, 2 GB (about 30 min on 2 cores)
+    python benchmarks/scale.py --sizes 0.5 2 --trace /tmp/traces  # where the memory goes
     python benchmarks/scale.py --sizes 0.05 0.1         # quick
     python benchmarks/scale.py --sizes 4 8 --workers 8  # more
 """
@@ -28,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=Path("/tmp/chronoprism-scale"), help="corpora and homes")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--trace", type=Path, help="write every memory sample (per process, with steps) here")
     return parser.parse_args()
 
 
@@ -111,20 +117,81 @@ def make_corpus(directory: Path, size_gb: float, planted: float, seed: int) -> l
     return pairs
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of a process and all its descendants."""
+ROLLUP_FIELDS = {"Rss:": "rss", "Pss:": "pss", "Pss_Anon:": "pss_anon"}
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """Resident (RSS), proportional (PSS: a page shared by k processes counts 1/k) and anonymous PSS bytes of one
+    process, from /proc/PID/smaps_rollup; RSS alone where that file is missing (not Linux)."""
+    import psutil
+
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            lines = [line.split() for line in rollup]
+    except OSError:
+        rss = psutil.Process(pid).memory_info().rss
+        return {"rss": rss, "pss": rss, "pss_anon": rss}
+    found = {ROLLUP_FIELDS[parts[0]]: int(parts[1]) << 10 for parts in lines if parts and parts[0] in ROLLUP_FIELDS}
+    return {name: found.get(name, 0) for name in ROLLUP_FIELDS.values()}
+
+
+def tree_memory(root: int) -> list[dict]:
+    """Memory of a process and all its descendants, one dict a process: pid, role, rss, pss, pss_anon (bytes).
+
+    Summed RSS counts a page shared by forked processes (the forkserver's imports) once per process; summed PSS
+    counts it once in all, so it is the memory the tree really holds. Both are reported."""
     import psutil
 
     try:
         process = psutil.Process(root)
         members = [process, *process.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return []
+    samples = []
     for member in members:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += member.memory_info().rss
-    return total
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            samples.append({"pid": member.pid, "role": process_role(member, root), **process_memory(member.pid)})
+    return samples
+
+
+def process_role(process, root: int) -> str:
+    """cli, forkserver (the server that build workers fork from), worker (forked by it), resource_tracker or other
+    (e.g. Dagster's log tails); a forked worker keeps its server's command line, so the parent tells them apart."""
+    if process.pid == root:
+        return "cli"
+    parent = process.parent()
+    command = " ".join(process.cmdline())
+    if "forkserver" in command:
+        return "forkserver" if parent is not None and parent.pid == root else "worker"
+    return "resource_tracker" if "resource_tracker" in command else "other"
+
+
+class RunningSteps:
+    """Which steps the build is running now, from its progress lines (`[2/3] documents ... [C014] ...` opens one,
+    the same label with `ok` or `FAILED` closes it); build workers print their own lines to the same log."""
+
+    def __init__(self, log: Path):
+        self.log = log
+        self.offset = 0
+        self.running: list[str] = []
+
+    def update(self) -> list[str]:
+        with self.log.open("rb") as handle:
+            handle.seek(self.offset)
+            text = handle.read()
+        complete = text[: text.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines():
+            if not line.startswith("["):
+                continue
+            if line.endswith(" ...") or " ... (" in line:
+                self.running.append(line.partition(" ...")[0])
+            else:
+                for label in self.running:
+                    if line.startswith(label + " ok") or line.startswith(label + " FAILED"):
+                        self.running.remove(label)
+                        break
+        return list(self.running)
 
 
 def kill_tree(root: int) -> None:
@@ -137,10 +204,39 @@ def kill_tree(root: int) -> None:
                 member.kill()
 
 
+@dataclass(slots=True)
+class BuildRun:
+    """One build: its wall time, and the tree's memory at its summed-RSS and its summed-PSS peaks."""
+
+    seconds: float
+    peak_rss: int = 0
+    peak_pss: int = 0
+    at_rss_peak: dict = field(default_factory=dict)  # one trace sample (see `sample`)
+    at_pss_peak: dict = field(default_factory=dict)
+
+
+def sample(root: int, started: float, steps: RunningSteps) -> dict:
+    """The tree's memory now, per process and summed, with the steps running."""
+    processes = tree_memory(root)
+    return {
+        "t": round(time.monotonic() - started, 2),
+        "running": steps.update(),
+        "rss": sum(p["rss"] for p in processes),
+        "pss": sum(p["pss"] for p in processes),
+        "processes": processes,
+    }
+
+
 def run_build(
-    corpus: Path, home: Path, workers: int | None, budget_gb: float | None, executor: str = "local"
-) -> tuple[float, int, str]:
-    """One CLI build in a fresh home: (seconds, peak tree RSS bytes, output tail)."""
+    corpus: Path,
+    home: Path,
+    workers: int | None,
+    budget_gb: float | None,
+    executor: str = "local",
+    trace: Path | None = None,
+) -> BuildRun:
+    """One CLI build in a fresh home, its tree's memory sampled every 0.2 s (every sample written to `trace`, a
+    JSONL file, when given)."""
     import shutil
 
     shutil.rmtree(home, ignore_errors=True)
@@ -154,21 +250,38 @@ def run_build(
     command += ["--select", "near_duplicate_clusters"] + (["--workers", str(workers)] if workers else [])
     log = home / "build.log"
     started = time.monotonic()
-    with log.open("w") as out:
+    run = BuildRun(0.0)
+    with log.open("w") as out, trace.open("w") if trace else contextlib.nullcontext() as trace_out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        peak = 0
+        steps = RunningSteps(log)
         try:
             while process.poll() is None:
-                peak = max(peak, tree_rss(process.pid))
+                now = sample(process.pid, started, steps)
+                if trace_out is not None:
+                    trace_out.write(json.dumps(now) + "\n")
+                if now["rss"] > run.peak_rss:
+                    run.peak_rss, run.at_rss_peak = now["rss"], now
+                if now["pss"] > run.peak_pss:
+                    run.peak_pss, run.at_pss_peak = now["pss"], now
                 time.sleep(0.2)
         finally:  # interrupted: take the build and its workers down too
             if process.poll() is None:
                 kill_tree(process.pid)
-    seconds = time.monotonic() - started
-    tail = log.read_text()[-3000:]
+    run.seconds = time.monotonic() - started
     if process.returncode != 0:
-        raise SystemExit(f"build failed ({process.returncode}):\n{tail}")
-    return seconds, peak, tail
+        raise SystemExit(f"build failed ({process.returncode}):\n{log.read_text()[-3000:]}")
+    return run
+
+
+def describe_peak(name: str, at_peak: dict) -> str:
+    """One line: when the peak came, which steps ran, and each process's share."""
+    if not at_peak:
+        return f"{name}: no sample"
+    parts = ", ".join(
+        f"{p['role']} {p['pid']} rss {p['rss'] / 2**30:.2f} pss {p['pss'] / 2**30:.2f}" for p in at_peak["processes"]
+    )
+    running = "; ".join(at_peak["running"]) or "-"
+    return f"{name} at {at_peak['t']:.0f}s (running: {running}): {parts}"
 
 
 def recall(home: Path, pairs: list[tuple[str, str]]) -> float:
@@ -206,6 +319,8 @@ def machine() -> str:
 
 def main() -> int:
     args = parse_args()
+    if args.trace:
+        args.trace.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}; executor {args.executor}")
     results = []
     for size in args.sizes:
@@ -222,16 +337,19 @@ def main() -> int:
         runs = []
         for repeat in range(args.repeats):
             home = args.work / f"home-{size:g}gb"
-            seconds, peak, _ = run_build(corpus, home, args.workers, args.budget_gb, args.executor)
-            runs.append((seconds, peak, recall(home, pairs)))
+            trace = args.trace / f"trace-{size:g}gb-run{repeat + 1}.jsonl" if args.trace else None
+            run = run_build(corpus, home, args.workers, args.budget_gb, args.executor, trace)
+            runs.append((run, recall(home, pairs)))
             print(
-                f"    run {repeat + 1}: {seconds:.1f}s, {input_bytes / 1e6 / seconds:.2f} MB/s, "
-                f"peak RSS {peak / 2**30:.2f} GiB, recall {runs[-1][2]:.4f}",
+                f"    run {repeat + 1}: {run.seconds:.1f}s, {input_bytes / 1e6 / run.seconds:.2f} MB/s, "
+                f"peak RSS {run.peak_rss / 2**30:.2f} GiB, peak PSS {run.peak_pss / 2**30:.2f} GiB, "
+                f"recall {runs[-1][1]:.4f}, load {os.getloadavg()[0]:.1f} at the end",
                 flush=True,
             )
-        seconds = statistics.median(r[0] for r in runs)
-        peak = statistics.median(r[1] for r in runs)
-        spread = (max(r[0] for r in runs) - min(r[0] for r in runs)) / seconds if len(runs) > 1 else 0.0
+            for name, at_peak in (("    peak RSS", run.at_rss_peak), ("    peak PSS", run.at_pss_peak)):
+                print(describe_peak(name, at_peak), flush=True)
+        seconds = statistics.median(run.seconds for run, _ in runs)
+        spread = (max(r.seconds for r, _ in runs) - min(r.seconds for r, _ in runs)) / seconds if len(runs) > 1 else 0
         results.append(
             {
                 "size_gb": size,
@@ -240,28 +358,28 @@ def main() -> int:
                 "seconds": round(seconds, 1),
                 "time_spread": round(spread, 3),
                 "mb_per_s": round(input_bytes / 1e6 / seconds, 2),
-                "peak_rss_gib": round(peak / 2**30, 2),
-                "recall": round(min(r[2] for r in runs), 4),
+                "peak_rss_gib": round(statistics.median(run.peak_rss for run, _ in runs) / 2**30, 2),
+                "peak_pss_gib": round(statistics.median(run.peak_pss for run, _ in runs) / 2**30, 2),
+                "recall": round(min(found for _, found in runs), 4),
                 "planted": len(pairs),
             }
         )
     print()
-    print("| size | documents | input MB | wall s | MB/s | peak RSS GiB | recall |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| size | documents | input MB | wall s | MB/s | peak RSS GiB (sum) | peak PSS GiB (sum) | recall |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         spread = f" ±{r['time_spread']:.0%}" if args.repeats > 1 else ""
         print(
             f"| {r['size_gb']:g} GB | {r['documents']:,} | {r['input_mb']:,.0f} | {r['seconds']:.0f}{spread} | "
-            f"{r['mb_per_s']:.2f} | {r['peak_rss_gib']:.2f} | {r['recall']:.4f} |"
+            f"{r['mb_per_s']:.2f} | {r['peak_rss_gib']:.2f} | {r['peak_pss_gib']:.2f} | {r['recall']:.4f} |"
         )
     if len(results) > 1:
         first, last = results[0], results[-1]
-        size_ratio = last["input_mb"] / first["input_mb"]
-        time_ratio = last["seconds"] / first["seconds"]
-        memory_ratio = last["peak_rss_gib"] / first["peak_rss_gib"]
+        ratio = {key: last[key] / first[key] for key in ("input_mb", "seconds", "peak_rss_gib", "peak_pss_gib")}
         print(
-            f"growth {first['size_gb']:g} -> {last['size_gb']:g} GB: size x{size_ratio:.2f}, "
-            f"time x{time_ratio:.2f}, peak RSS x{memory_ratio:.2f}"
+            f"growth {first['size_gb']:g} -> {last['size_gb']:g} GB: size x{ratio['input_mb']:.2f}, "
+            f"time x{ratio['seconds']:.2f}, peak RSS x{ratio['peak_rss_gib']:.2f}, "
+            f"peak PSS x{ratio['peak_pss_gib']:.2f}"
         )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))

@@ -23,6 +23,7 @@ from pipelines.resources import SettingsResource
 from pipelines.tags import BUILD_ID_TAG, PROCESS_TAG, SOURCE_TAG
 from sources.parallel import WORKERS_ENV
 from sources.settings import Settings
+from sources.storage import SHARES_ENV
 from teacher.cache import BUILD_ID_ENV, ensure_build_id
 
 # step logs still reach the instance (UI, `dagster` run logs); the console shows our progress lines only
@@ -67,8 +68,9 @@ def run_build(
     splits = [_parallel_split(asset_graph, step, settings) for step in steps]
     if workers > 1 and defs_factory is not None and any(splits):
         _worker_context(start=True)  # its imports overlap the steps that run here first (ingest)
-    stage_workers = os.environ.get(WORKERS_ENV)
+    stage_environment = {name: os.environ.get(name) for name in (WORKERS_ENV, SHARES_ENV)}
     os.environ[WORKERS_ENV] = str(workers if defs_factory is not None else 1)  # a step alone spreads its batches
+    os.environ[SHARES_ENV] = os.environ[WORKERS_ENV]  # [issue 14] that many stage processes share the memory budget
     try:
         for number, (step, split) in enumerate(zip(steps, splits, strict=True), 1):
             prefix = f"[{number}/{len(steps)}]"
@@ -88,10 +90,11 @@ def run_build(
                 build.run_partition(prefix, Step(step.partitioned, keys), partition)
     finally:
         build.reporter.close()
-        if stage_workers is None:
-            os.environ.pop(WORKERS_ENV, None)
-        else:
-            os.environ[WORKERS_ENV] = stage_workers
+        for name, value in stage_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return build.results
 
 
@@ -309,6 +312,7 @@ def _run_partition_in_worker(
     os.environ.update(environment)
     os.environ[BUILD_ID_ENV] = build_id
     os.environ[WORKERS_ENV] = "1"  # this process is one of the build's workers already
+    # SHARES_ENV comes with `environment`: every worker of the build shares the memory budget, this one included
     defs = defs_factory()
     with dg.DagsterInstance.get() as instance:
         reporter = PlainReporter(lambda line: print(line, flush=True))

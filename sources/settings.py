@@ -253,7 +253,10 @@ class Settings(Section):
     collapse: CollapseSettings = Field(default_factory=CollapseSettings)  # [issue 19]
     # [issue 14] corpus-scale runs: the document stages read, clean and dedup in batches sized from this budget
     memory_budget_gb: float = Field(
-        4.0, gt=0, description="memory one stage process may use; batch sizes derive from it (sources/storage.py)"
+        4.0,
+        gt=0,
+        description="memory the document stages of a build may use, split among its --workers; batch sizes derive "
+        "from it (sources/storage.py)",
     )
     executor: Literal["local", "ray"] = Field(
         "local", description="where clean and near-dup batches run: this process, or Ray tasks (sources/parallel.py)"

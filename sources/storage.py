@@ -13,10 +13,14 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from sources.schema import REJECTS, conform, empty
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 UNPARTITIONED = "all"
 
@@ -174,12 +178,14 @@ class TableWriter:
     """Rows of one table partition written batch by batch into one Parquet file, renamed into place on close.
 
     Keeps only the current batch in memory, plus what the stage reports: the row count, the first rows for a
-    preview, and a content digest (the same row hashes as `table_data_version`, fed one batch at a time).
+    preview, and a content digest (the same row hashes as `table_data_version`, fed one batch at a time; complete
+    once the writer is closed).
 
-    [issue 14] With `cluster_by`, each batch is stably sorted on that column and every value gets its own row
-    groups, so the Parquet statistics let a reader filtering on one value skip every other value's rows (the
-    `documents` stage reads one century of the unpartitioned raw tables this way). Rows of one value keep their
-    order relative to each other; rows of different values are reordered within a batch.
+    [issue 14] With `cluster_by`, the table is stably sorted on that column (ascending, nulls last) and every value
+    gets its own row groups, so the Parquet statistics let a reader filtering on one value skip every other value's
+    rows (the `documents` stage reads one century of the unpartitioned raw tables this way). The rows wait in a
+    `ValueSpill` beside the file until the close writes them out value by value, so the order is the same whatever
+    the batch size (which follows the memory budget and the number of build workers).
     """
 
     def __init__(
@@ -201,21 +207,21 @@ class TableWriter:
         self._writer = None
         self._context = atomic_path(path)
         self._tmp: Path | None = None
+        self._spill: ValueSpill | None = None
 
     def __enter__(self) -> TableWriter:
         self._tmp = self._context.__enter__()
+        if self.cluster_by is not None:
+            self._spill = ValueSpill(self._tmp.with_suffix(".spill"), self.cluster_by, self.schema)
         return self
 
     def write(self, df: pl.DataFrame) -> None:
         df = conform(df, self.schema)
-        if df.height == 0 and self._writer is not None:
-            return
-        if self.cluster_by is None or df.height == 0:
+        if self._spill is not None:
+            self._spill.add(df)
+        elif df.height or self._writer is None:  # an empty first batch still fixes the file's schema
             self._write_row_groups(df)
-            return
-        clustered = df.sort(self.cluster_by, maintain_order=True, nulls_last=True)
-        for group in clustered.partition_by(self.cluster_by, maintain_order=True):
-            self._write_row_groups(group)
+        self.height += df.height
 
     def _write_row_groups(self, df: pl.DataFrame) -> None:
         import pyarrow.parquet as pq
@@ -223,12 +229,11 @@ class TableWriter:
         table = df.to_arrow()
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="zstd", write_statistics=True)
-        self._writer.write_table(table, row_group_size=max(1, _rows_per_group(df)))
+        self._writer.write_table(table, row_group_size=_rows_per_group(table))
         if self.head.height < self._preview_rows:
             self.head = pl.concat([self.head, df.head(self._preview_rows - self.head.height)])
         if df.height and df.width:
             self._digest.update(df.hash_rows(seed=0).to_numpy().tobytes())
-        self.height += df.height
 
     @property
     def digest(self) -> str:
@@ -237,19 +242,105 @@ class TableWriter:
         digest.update(f"rows={self.height}".encode())
         return digest.hexdigest()[:32]
 
+    def _finish(self) -> None:
+        if self._spill is not None:
+            for value in self._spill.values():
+                for frame in self._spill.read(value, ROW_GROUP_BYTES):
+                    self._write_row_groups(frame)
+        if self._writer is None:  # nothing written: still a typed, empty table
+            self._write_row_groups(empty(self.schema))
+
     def __exit__(self, kind, error, tb) -> None:
-        if error is None:
-            if self._writer is None:  # nothing written: still a typed, empty table
-                self.write(empty(self.schema))
-            self._writer.close()
-        elif self._writer is not None:
-            self._writer.close()
-        self._context.__exit__(kind, error, tb)
+        try:
+            if error is None:
+                self._finish()
+        except BaseException as failure:  # the temp file goes, the old table stays
+            kind, error, tb = type(failure), failure, failure.__traceback__
+            raise
+        finally:
+            if self._spill is not None:
+                self._spill.close()
+            if self._writer is not None:
+                self._writer.close()
+            self._context.__exit__(kind, error, tb)
 
 
-def _rows_per_group(df: pl.DataFrame) -> int:
-    size = max(int(df.estimated_size()), 1)
-    return max(1, int(df.height * min(1.0, ROW_GROUP_BYTES / size)))
+class ValueSpill:
+    """[issue 14] Rows set aside by the value of one column, read back value by value: a stable sort of everything
+    added, on disk. One Arrow IPC file (lz4) of record batches, each holding one value's rows of one `add`; reading
+    a value back holds only its rows (or frames of about `batch_bytes` of them). Reading closes the file for adding;
+    `close` deletes it."""
+
+    def __init__(self, path: Path, column: str, schema: Mapping[str, pl.DataType]):
+        import pyarrow as pa
+
+        self.path = path
+        self.column = column
+        self.schema = dict(schema)
+        self._arrow_schema = empty(self.schema).to_arrow().schema
+        self._batches: dict[object, list[int]] = {}  # value -> record batches holding its rows, in order
+        self._count = 0
+        self._sink = pa.OSFile(str(path), "wb")
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        self._writer = pa.ipc.new_file(self._sink, self._arrow_schema, options=options)
+        self._reader = None
+        self._source = None
+
+    def add(self, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        for (value,), group in conform(df, self.schema).partition_by(self.column, as_dict=True).items():
+            for batch in group.to_arrow().cast(self._arrow_schema).to_batches():
+                self._writer.write_batch(batch)
+                self._batches.setdefault(value, []).append(self._count)
+                self._count += 1
+
+    def values(self) -> list:
+        """The values added, ascending, None last."""
+        present = [value for value in self._batches if value is not None]
+        return sorted(present) + ([None] if None in self._batches else [])
+
+    def read(self, value: object, batch_bytes: int | None = None) -> Iterator[pl.DataFrame]:
+        """The rows of `value` in the order they were added: frames of at most `batch_bytes` (Arrow bytes, unless one
+        added piece is larger; None: one frame)."""
+        import pyarrow as pa
+
+        if self._reader is None:
+            self._close_writer()
+            self._source = pa.OSFile(str(self.path))  # read with pread: the file never counts as this process's memory
+            self._reader = pa.ipc.open_file(self._source)
+        held, size = [], 0
+        for index in self._batches.get(value, []):
+            batch = self._reader.get_batch(index)
+            if held and batch_bytes is not None and size + batch.nbytes > batch_bytes:
+                yield self._frame(held)
+                held, size = [], 0
+            held.append(batch)
+            size += batch.nbytes
+        if held:
+            yield self._frame(held)
+
+    def _frame(self, batches: list[pa.RecordBatch]) -> pl.DataFrame:
+        import pyarrow as pa
+
+        return conform(pl.from_arrow(pa.Table.from_batches(batches, schema=self._arrow_schema)), self.schema)
+
+    def _close_writer(self) -> None:
+        if not self._sink.closed:
+            self._writer.close()
+            self._sink.close()
+
+    def close(self) -> None:
+        self._close_writer()
+        if self._source is not None:
+            self._source.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _rows_per_group(table: pa.Table) -> int:
+    """Rows of an Arrow table per row group of at most ROW_GROUP_BYTES (the measure `ValueSpill.read` frames by)."""
+    size = max(int(table.nbytes), 1)
+    return max(1, int(table.num_rows * min(1.0, ROW_GROUP_BYTES / size)))
 
 
 def iter_parquet(
@@ -272,15 +363,27 @@ def iter_parquet(
         yield empty(schema)
 
 
-# A document stage holds one batch's text several times at once (arrow input, a normalised copy, kept output,
-# polars temporaries), plus the run's fixed cost (interpreter, Dagster, polars and arrow pools): a sixteenth of the
-# budget per batch keeps the peak near a quarter of it, with room for the dedup step's per-document keys.
-BUDGET_SHARE_PER_BATCH = 16
+# [issue 14] `memory_budget_gb` is the memory of a whole build. A document stage holds one batch's text several
+# times at once (arrow input, a normalised copy, kept output, polars temporaries, the shingle hashes of the near-dup
+# step: up to ~8x at 256 MB batches), on top of a fixed cost per process (interpreter, Dagster, polars and arrow
+# pools: 0.3-0.5 GB). The build runs `--workers` stage processes at once and says how many in SHARES_ENV; each gets
+# an equal share of the budget and a batch is a sixty-fourth of that share: 32 MB of text at 4 GB and two workers.
+# Small batches also keep the peak flat from small corpora on: a century of a 0.5 GB corpus already fills one.
+BATCHES_PER_SHARE = 64
+SHARES_ENV = "CHRONOPRISM_MEMORY_SHARES"  # stage processes of this build that hold batches at the same time
+MIN_BATCH_BYTES = 1 << 20
 
 
-def batch_bytes_for(memory_budget_gb: float) -> int:
-    """Text per batch for a stage running under `memory_budget_gb` (settings.memory_budget_gb)."""
-    return max(1 << 20, int(memory_budget_gb * (1 << 30) / BUDGET_SHARE_PER_BATCH))
+def memory_shares() -> int:
+    """How many stage processes share the memory budget now (set by the build; 1 outside one)."""
+    return max(1, int(os.environ.get(SHARES_ENV) or 1))
+
+
+def batch_bytes_for(memory_budget_gb: float, shares: int | None = None) -> int:
+    """Text per batch for a stage under `memory_budget_gb` (settings.memory_budget_gb) split `shares` ways (None:
+    `memory_shares()`)."""
+    share = memory_budget_gb * (1 << 30) / (shares or memory_shares())
+    return max(MIN_BATCH_BYTES, int(share / BATCHES_PER_SHARE))
 
 
 def rows_per_batch(paths: Iterable[Path], batch_bytes: int) -> int:
