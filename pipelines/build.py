@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from pipelines.concurrency import cpu_cores, teacher_pool_limit
+from pipelines.concurrency import teacher_pool_limit
 from pipelines.freshness import FreshnessJudge, default_partitions
 from pipelines.partitions import CENTURIES
 from pipelines.plan import Step, StepResult, plan_steps
@@ -81,11 +81,8 @@ def run_build(
             todo = [(partition, keys) for partition, keys in todo if keys]
             if workers > 1 and defs_factory is not None and len(todo) > 1 and split is not None:
                 parallel_keys, cap = split
-                together = [(p, [k for k in keys if k in parallel_keys]) for p, keys in todo]
-                together = [(partition, keys) for partition, keys in together if keys]
+                together, todo = _split_keys(todo, parallel_keys)
                 build.run_parallel(prefix, step, together, min(workers, cap or workers), defs_factory)
-                todo = [(p, [k for k in keys if k not in parallel_keys]) for p, keys in todo]
-                todo = [(partition, keys) for partition, keys in todo if keys]
             for partition, keys in todo:
                 build.run_partition(prefix, Step(step.partitioned, keys), partition)
     finally:
@@ -96,6 +93,16 @@ def run_build(
             else:
                 os.environ[name] = value
     return build.results
+
+
+Todo = list[tuple[str | None, list[dg.AssetKey]]]
+
+
+def _split_keys(todo: Todo, keys: set[dg.AssetKey]) -> tuple[Todo, Todo]:
+    """`todo`'s (partition, keys) entries split into those keys and the rest; a partition left with none drops out."""
+    inside = [(partition, [k for k in ks if k in keys]) for partition, ks in todo]
+    outside = [(partition, [k for k in ks if k not in keys]) for partition, ks in todo]
+    return [(p, ks) for p, ks in inside if ks], [(p, ks) for p, ks in outside if ks]
 
 
 # [issue 14] groups whose partitioned steps may run several centuries at once: CPU-bound document stages with no
@@ -121,11 +128,6 @@ def _parallel_split(asset_graph, step: Step, settings: Settings) -> tuple[set[dg
     if any(asset_graph.get(key).parent_keys & serial for key in parallel):
         return None
     return parallel, (teacher_steps if uses_teacher else None)
-
-
-def default_workers() -> int:
-    """Every core this process may use."""
-    return cpu_cores()
 
 
 class _Build:

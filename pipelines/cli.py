@@ -62,8 +62,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from pipelines.build import default_workers, run_build
-    from pipelines.concurrency import apply_pool_limits
+    from pipelines.build import run_build
+    from pipelines.concurrency import apply_pool_limits, cpu_cores
     from pipelines.definitions import make_definitions
     from pipelines.partitions import CENTURIES
     from pipelines.progress import make_reporter
@@ -90,7 +90,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             force=args.force,
             reporter=reporter,
             # [issue 14] with executor = "ray" the batches spread over Ray; one build process drives it
-            workers=1 if settings.get().executor == "ray" else args.workers or default_workers(),
+            workers=1 if settings.get().executor == "ray" else args.workers or cpu_cores(),
             defs_factory=partial(definitions_with_settings, settings.model_dump()),
         )
     failed = [r for r in results if not r.success]

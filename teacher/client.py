@@ -8,8 +8,7 @@ to `rejects`. Identical requests are asked once.
 
 Two ways through the backend, same outcome:
 - **Streaming** (backends with `stream()`, the OpenAI-compatible server): every request goes into the backend's
-  sliding window at once (the first window's worth before the rest is hashed and looked up in the cache, which
-  then happens while it is in flight); each answer is parsed the moment it arrives and committed to the cache's
+  sliding window at once, in one hand-over; each answer is parsed the moment it arrives and committed to the cache's
   journal with whatever else arrived meanwhile (an appended, flushed line: microseconds, where opening the DuckDB
   file took ~10 ms idle and far more under load), and a repair or larger-budget retry goes straight back into the
   window. A `kill -9` loses only what was in flight. The journal is merged into the DuckDB file every
