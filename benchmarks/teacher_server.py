@@ -127,10 +127,13 @@ def throughput(window: int, n: int, workdir: Path, streaming: bool = True, cache
 
 def bare_aiohttp(window: int, n: int) -> Point:
     """Time for a minimal client (`window` aiohttp workers, no Teacher, no parsing, no cache) to get `n`
-    answers from the same server: what this machine allows at all, the simulated server sharing its cores."""
+    answers from the same server: what this machine allows at all, the simulated server sharing its cores. It runs
+    under the same garbage-collector setting as a streaming Teacher run (`relaxed_gc`), so the two compare fairly."""
     import asyncio
 
     import aiohttp
+
+    from teacher.client import relaxed_gc
 
     async def run(server: SimServerProcess) -> Point:
         url = server.base_url
@@ -144,7 +147,7 @@ def bare_aiohttp(window: int, n: int) -> Point:
 
             await asyncio.gather(*(worker(iter([f"warm-up {w} "])) for w in range(min(window, 20))))  # connections
             salts = (f"{i} " for i in range(n))  # shared: each worker takes the next request when its answer is in
-            with Timed(server) as timed:
+            with relaxed_gc, Timed(server) as timed:
                 await asyncio.gather(*(worker(salts) for _ in range(window)))
             return timed.point
 

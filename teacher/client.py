@@ -15,7 +15,7 @@ Two ways through the backend, same outcome:
   `merge_interval_s`, once more while the last two windows are in flight when it holds many calls (so that the
   merge each run ends with, which the caller waits for, is short), and at the end of each run (teacher/cache.py).
   Each request's JSON is encoded once: hashed into its call id and stored by the commit. While answers stream,
-  young objects are garbage-collected less often (`_RelaxedGC`).
+  young objects are garbage-collected less often (`relaxed_gc`).
 - **Rounds** (in-process backends): misses in batches of `batch_size` (one prompt kind, similar lengths, together),
   each batch committed as it returns; repairs form the next round.
 
@@ -190,7 +190,7 @@ class Teacher:
         self._run_total, self._run_settled, self._run_started = len(jobs), 0, time.monotonic()
         self._retried_cut = set()
         if self.streaming:
-            with _relaxed_gc:
+            with relaxed_gc:
                 self._run_streaming(jobs, results, requests)
         else:
             self._run_rounds(jobs, results, requests)
@@ -522,7 +522,7 @@ GC_GEN0_STREAMING = 20_000
 # a run's last windows in flight: merge the journal meanwhile when it holds more than this many windows of calls
 # (fewer would not repay the merge's fixed cost: opening the file and the checkpoint, 30-150 ms)
 TAIL_WINDOWS, TAIL_MERGE_WINDOWS = 2, 8
-_relaxed_gc = _RelaxedGC()
+relaxed_gc = _RelaxedGC()  # public: a benchmark gives its bare peer loop the same setting
 
 
 def _parse(parser: Parser | None, response: TeacherResponse) -> ParseResult | None:
